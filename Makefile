@@ -1,0 +1,39 @@
+# Convenience targets. `make run` and `make test` are the two front-door commands.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: help venv run test lint migrate shell db-start db-stop clean-data
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.installed ## Create/refresh the virtualenv (.venv)
+
+run: venv ## Start the product on the embedded database with demo data (PORT=8000)
+	$(PY) manage.py run_demo --port $(PORT)
+
+test: venv ## Lint, then the whole test suite (embedded database unless DATABASE_URL is set)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+lint: venv ## ruff only
+	$(VENV)/bin/ruff check .
+
+migrate: venv ## Apply migrations
+	$(PY) manage.py migrate
+
+shell: venv ## Django shell on the configured database
+	$(PY) manage.py shell
+
+clean-data: ## Delete the embedded databases and demo key under .data/
+	rm -rf .data

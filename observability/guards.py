@@ -1,0 +1,89 @@
+"""Request guards: one error shape for every API error, and a 503 for a database outage.
+
+Every error body is `{"code": ..., "detail": ...}`; validation errors add
+`"errors": {"<parameter or field>": ["<reason>", ...]}`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from apm_platform.telemetry import DB_ERRORS
+
+logger = logging.getLogger(__name__)
+
+# How long a client should wait before retrying while the database is unavailable.
+DATABASE_RETRY_AFTER_S = 5
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every 4xx/5xx answer (documented in the OpenAPI schema)."""
+
+    code = serializers.CharField(help_text="Machine-readable error code.")
+    detail = serializers.CharField(help_text="Human-readable explanation.")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="For validation errors: the reasons, keyed by parameter or field name.",
+    )
+
+
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The database is unavailable; retry later."
+    default_code = "database_unavailable"
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, OperationalError | InterfaceError):
+        view = context.get("view")
+        DB_ERRORS.labels(type(view).__name__ if view else "unknown", type(exc).__name__).inc()
+        logger.warning("database unavailable: %s", str(exc).strip().splitlines()[0])
+        response = _error_response(DatabaseUnavailable())
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+        return response
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # an unexpected error: Django's 500 handling logs it
+    body = _error_body(exc)
+    response.data = body
+    return response
+
+
+def _error_response(exc: exceptions.APIException) -> Response:
+    return Response(_error_body(exc), status=exc.status_code)
+
+
+def _error_body(exc: exceptions.APIException) -> dict:
+    if isinstance(exc, exceptions.ValidationError):
+        return {
+            "code": "invalid",
+            "detail": "The request has invalid parameters or fields.",
+            "errors": _flatten(exc.detail),
+        }
+    codes = exc.get_codes()
+    return {"code": codes if isinstance(codes, str) else "error", "detail": str(exc.detail)}
+
+
+def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
+    """{"a": {"b": ["x"]}} -> {"a.b": ["x"]}; messages with no field go to non_field_errors."""
+    nested = detail.items() if isinstance(detail, dict) else None
+    if isinstance(detail, list) and any(isinstance(item, dict | list) for item in detail):
+        nested = enumerate(detail)
+    if nested is None:
+        messages = detail if isinstance(detail, list) else [detail]
+        return {prefix or "non_field_errors": [str(message) for message in messages]}
+    flat: dict[str, list[str]] = {}
+    for key, value in nested:
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat

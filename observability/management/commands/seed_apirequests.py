@@ -1,0 +1,112 @@
+"""Seed synthetic API request records."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import orjson
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection, transaction
+from django.utils import timezone
+from tqdm import tqdm
+
+from observability.analytics import backend, partitions
+from observability.ingest.writer import copy_rows
+from observability.models import ApiRequest, Project
+from observability.seeding import CATALOGUE, TrafficGenerator
+
+
+class Command(BaseCommand):
+    help = (
+        "Seed synthetic request records (Faker): realistic services and routes, log-normal "
+        "latencies with slow endpoints, error bursts and day/night traffic, ending now."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--count", type=int, default=10_000, help="Number of requests (default 10000)."
+        )
+        parser.add_argument(
+            "--days", type=float, default=7, help="Spread over this many days back from now."
+        )
+        parser.add_argument(
+            "--services",
+            nargs="+",
+            default=list(CATALOGUE),
+            choices=list(CATALOGUE),
+            help="Services to generate (default: all).",
+        )
+        parser.add_argument(
+            "--via",
+            choices=["copy", "orm"],
+            default="copy",
+            help="copy: PostgreSQL COPY (fast); orm: Django bulk_create.",
+        )
+        parser.add_argument("--project", default="demo", help="Project slug (created if missing).")
+        parser.add_argument(
+            "--seed", type=int, default=None, help="Random seed, for reproducible data."
+        )
+        parser.add_argument("--batch-size", type=int, default=5_000)
+
+    def handle(self, *args, count, days, services, via, project, seed, batch_size, **options):
+        if count < 0 or days <= 0 or batch_size <= 0:
+            raise CommandError("--count must be >= 0, --days and --batch-size > 0")
+        project_obj, _ = Project.objects.get_or_create(
+            slug=project, defaults={"name": project.title()}
+        )
+        end = timezone.now()
+        start = end - timedelta(days=days)
+        generator = TrafficGenerator(start=start, end=end, services=services, seed=seed)
+        prepare_partitions(start, end)
+        write = self._write_copy if via == "copy" else self._write_orm
+        events = generator.events(count)
+        with tqdm(
+            total=count,
+            unit="req",
+            desc=f"seeding via {via}",
+            disable=count == 0,
+            file=self.stderr._out,
+        ) as progress:
+            while batch := list(itertools.islice(events, batch_size)):
+                with transaction.atomic():
+                    write(project_obj.pk, batch)
+                progress.update(len(batch))
+        self.stdout.write(f"seeded {count} requests into project {project} over {days:g} days")
+
+    @staticmethod
+    def _write_copy(project_id: int, batch: list[dict]) -> None:
+        copy_rows(
+            connection,
+            (
+                (
+                    e["time"],
+                    project_id,
+                    e["service"],
+                    e["endpoint"],
+                    e["method"],
+                    e["status_code"],
+                    e["latency_ms"],
+                    e["event_id"],
+                    e["trace_id"],
+                    e["span_id"],
+                    e["environment"],
+                    e["host"],
+                    e["error_message"],
+                    e["request_bytes"],
+                    e["response_bytes"],
+                    orjson.dumps(e["attributes"]).decode(),
+                )
+                for e in batch
+            ),
+        )
+
+    @staticmethod
+    def _write_orm(project_id: int, batch: list[dict]) -> None:
+        ApiRequest.objects.bulk_create(ApiRequest(project_id=project_id, **e) for e in batch)
+
+
+def prepare_partitions(start, end) -> None:
+    """Create the daily partitions the data will land in (portable backend only)."""
+    if backend.current(connection) == backend.POSTGRES:
+        partitions.ensure_daily_partitions(connection, start.date(), end.date())

@@ -1,0 +1,187 @@
+"""Base schema: projects, API keys and the request table.
+
+`api_request` is created with hand-written DDL because its shape depends on the
+analytics backend (see observability/analytics/backend.py): natively partitioned by
+day on the portable backend, a plain table that 0002 turns into a hypertable on
+TimescaleDB. Both need a primary key that contains `time`.
+"""
+
+import uuid
+
+import django.contrib.postgres.fields
+import django.core.validators
+import django.db.models.deletion
+from django.db import migrations, models
+
+from observability.analytics import backend
+
+COLUMNS = """
+    id bigint NOT NULL DEFAULT nextval('api_request_id_seq'),
+    time timestamptz NOT NULL,
+    project_id bigint NOT NULL,
+    service varchar(128) NOT NULL,
+    endpoint varchar(512) NOT NULL,
+    method varchar(16) NOT NULL,
+    status_code smallint NOT NULL,
+    latency_ms double precision NOT NULL,
+    event_id uuid NOT NULL DEFAULT gen_random_uuid(),
+    trace_id varchar(32) NOT NULL DEFAULT '',
+    span_id varchar(16) NOT NULL DEFAULT '',
+    environment varchar(64) NOT NULL DEFAULT '',
+    host varchar(255) NOT NULL DEFAULT '',
+    error_message text NOT NULL DEFAULT '',
+    request_bytes bigint NULL,
+    response_bytes bigint NULL,
+    attributes jsonb NOT NULL DEFAULT '{}'::jsonb,
+    CONSTRAINT api_request_pkey PRIMARY KEY (id, time),
+    CONSTRAINT api_req_event_time_uniq UNIQUE (event_id, time)
+"""
+
+INDEXES = [
+    "CREATE INDEX api_req_project_time ON api_request (project_id, time DESC)",
+    "CREATE INDEX api_req_project_svc_time ON api_request (project_id, service, time DESC)",
+]
+
+
+def create_request_table(apps, schema_editor):
+    connection = schema_editor.connection
+    choice = backend.choose(connection)
+    if choice.name is None:
+        raise RuntimeError(f"cannot create api_request: {choice.reason}")
+    partition_clause = "PARTITION BY RANGE (time)" if choice.name == backend.POSTGRES else ""
+    statements = [
+        "CREATE SEQUENCE api_request_id_seq AS bigint",
+        f"CREATE TABLE api_request ({COLUMNS}) {partition_clause}",
+        "ALTER SEQUENCE api_request_id_seq OWNED BY api_request.id",
+        *INDEXES,
+    ]
+    if choice.name == backend.POSTGRES:
+        statements.append("CREATE TABLE api_request_default PARTITION OF api_request DEFAULT")
+    for statement in statements:
+        schema_editor.execute(statement)
+
+
+def drop_request_table(apps, schema_editor):
+    schema_editor.execute("DROP TABLE api_request CASCADE")
+
+
+class Migration(migrations.Migration):
+    initial = True
+
+    dependencies = []
+
+    operations = [
+        migrations.CreateModel(
+            name="Project",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=64, unique=True)),
+                ("name", models.CharField(max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+            ],
+            options={"db_table": "apm_project", "ordering": ["slug"]},
+        ),
+        migrations.CreateModel(
+            name="ApiKey",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("prefix", models.CharField(editable=False, max_length=12, unique=True)),
+                ("key_hash", models.CharField(editable=False, max_length=64)),
+                (
+                    "scopes",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(
+                            choices=[("ingest", "ingest"), ("read", "read")], max_length=16
+                        ),
+                        size=None,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("last_used_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_keys",
+                        to="observability.project",
+                    ),
+                ),
+            ],
+            options={"db_table": "apm_api_key", "ordering": ["project", "name"]},
+        ),
+        migrations.SeparateDatabaseAndState(
+            database_operations=[migrations.RunPython(create_request_table, drop_request_table)],
+            state_operations=[
+                migrations.CreateModel(
+                    name="ApiRequest",
+                    fields=[
+                        ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                        ("time", models.DateTimeField()),
+                        ("service", models.CharField(max_length=128)),
+                        ("endpoint", models.CharField(max_length=512)),
+                        ("method", models.CharField(max_length=16)),
+                        (
+                            "status_code",
+                            models.SmallIntegerField(
+                                validators=[
+                                    django.core.validators.MinValueValidator(100),
+                                    django.core.validators.MaxValueValidator(599),
+                                ]
+                            ),
+                        ),
+                        (
+                            "latency_ms",
+                            models.FloatField(
+                                validators=[django.core.validators.MinValueValidator(0)]
+                            ),
+                        ),
+                        ("event_id", models.UUIDField(default=uuid.uuid4)),
+                        ("trace_id", models.CharField(blank=True, default="", max_length=32)),
+                        ("span_id", models.CharField(blank=True, default="", max_length=16)),
+                        ("environment", models.CharField(blank=True, default="", max_length=64)),
+                        ("host", models.CharField(blank=True, default="", max_length=255)),
+                        ("error_message", models.TextField(blank=True, default="")),
+                        ("request_bytes", models.BigIntegerField(blank=True, null=True)),
+                        ("response_bytes", models.BigIntegerField(blank=True, null=True)),
+                        ("attributes", models.JSONField(blank=True, default=dict)),
+                        (
+                            "project",
+                            models.ForeignKey(
+                                db_constraint=False,
+                                on_delete=django.db.models.deletion.DO_NOTHING,
+                                related_name="+",
+                                to="observability.project",
+                            ),
+                        ),
+                    ],
+                    options={
+                        "db_table": "api_request",
+                        "indexes": [
+                            models.Index(fields=["project", "-time"], name="api_req_project_time"),
+                            models.Index(
+                                fields=["project", "service", "-time"],
+                                name="api_req_project_svc_time",
+                            ),
+                        ],
+                        "constraints": [
+                            models.UniqueConstraint(
+                                fields=("event_id", "time"), name="api_req_event_time_uniq"
+                            ),
+                        ],
+                    },
+                ),
+            ],
+        ),
+    ]

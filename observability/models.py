@@ -1,0 +1,208 @@
+"""Projects, their API keys, and the request records they send."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+
+class Project(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "apm_project"
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+    def issue(self, project: Project, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
+        """Create a key; the plaintext is returned here once and never stored."""
+        key = self.model(project=project, name=name, scopes=sorted(set(scopes)))
+        plaintext = key.set_new_secret()
+        key.save()
+        return key, plaintext
+
+    def reuse_or_issue(self, project: Project, name: str, saved_at: Path) -> str:
+        """The key saved in the file `saved_at` if it still works for `project`, else a
+        new key with every scope, saved there (mode 0600). Returns the plaintext."""
+        if saved_at.exists():
+            plaintext = saved_at.read_text().strip()
+            key = self.authenticate(plaintext)
+            if key is not None and key.project_id == project.pk:
+                return plaintext
+        _, plaintext = self.issue(project, name, list(ApiKey.SCOPES))
+        saved_at.parent.mkdir(parents=True, exist_ok=True)
+        saved_at.touch(mode=0o600)
+        saved_at.write_text(plaintext + "\n")
+        return plaintext
+
+    def authenticate(self, plaintext: str) -> ApiKey | None:
+        """The active key matching `plaintext`, or None."""
+        prefix = ApiKey.prefix_of(plaintext)
+        if prefix is None:
+            return None
+        key = self.active().select_related("project").filter(prefix=prefix).first()
+        if key is None or not secrets.compare_digest(key.key_hash, ApiKey.hash(plaintext)):
+            return None
+        return key
+
+
+class ApiKey(models.Model):
+    """A project's credential. Stored as a lookup prefix plus the SHA-256 of the whole key.
+
+    SHA-256 (not a slow password hash) is right here: the secret part carries 256 bits
+    of randomness, so it cannot be brute-forced, and every API call verifies it.
+    """
+
+    SCOPE_INGEST = "ingest"
+    SCOPE_READ = "read"
+    SCOPES = (SCOPE_INGEST, SCOPE_READ)
+    KEY_MARKER = "apm_"
+    PREFIX_BYTES = 6
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    # Looked up on every authenticated request (unique index).
+    prefix = models.CharField(max_length=2 * PREFIX_BYTES, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    scopes = ArrayField(models.CharField(max_length=16, choices=[(s, s) for s in SCOPES]))
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        db_table = "apm_api_key"
+        ordering = ["project", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug}/{self.name} ({self.KEY_MARKER}{self.prefix}_…)"
+
+    @staticmethod
+    def hash(plaintext: str) -> str:
+        return hashlib.sha256(plaintext.encode()).hexdigest()
+
+    @classmethod
+    def prefix_of(cls, plaintext: str) -> str | None:
+        if not plaintext.startswith(cls.KEY_MARKER):
+            return None
+        prefix, _, secret = plaintext[len(cls.KEY_MARKER) :].partition("_")
+        if len(prefix) != 2 * cls.PREFIX_BYTES or not secret:
+            return None
+        return prefix
+
+    def set_new_secret(self) -> str:
+        """Give this (unsaved) key a fresh secret; returns the plaintext, kept nowhere."""
+        self.prefix = secrets.token_hex(self.PREFIX_BYTES)
+        plaintext = f"{self.KEY_MARKER}{self.prefix}_{secrets.token_urlsafe(32)}"
+        self.key_hash = self.hash(plaintext)
+        return plaintext
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def revoke(self) -> None:
+        self.revoked_at = timezone.now()
+        self.save(update_fields=["revoked_at"])
+
+    def touch(self) -> None:
+        """Record use, at most once per interval: a conditional UPDATE, no read, no race."""
+        now = timezone.now()
+        stale_before = now - timedelta(seconds=settings.APM_API_KEY_TOUCH_INTERVAL_S)
+        ApiKey.objects.filter(pk=self.pk).filter(
+            models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lt=stale_before)
+        ).update(last_used_at=now)
+
+
+class StatusClass(models.TextChoices):
+    INFORMATIONAL = "1xx"
+    SUCCESS = "2xx"
+    REDIRECT = "3xx"
+    CLIENT_ERROR = "4xx"
+    SERVER_ERROR = "5xx"
+
+    @property
+    def status_range(self) -> tuple[int, int]:
+        """Half-open range of status codes in this class."""
+        low = int(self.value[0]) * 100
+        return low, low + 100
+
+
+class ApiRequest(models.Model):
+    """One HTTP request served by a monitored service.
+
+    The table is created by migration 0001 with hand-written DDL: partitioned by day on
+    `time` (portable backend) or a TimescaleDB hypertable (migration 0002). Either way the
+    primary key is (id, time), because every unique index on a partitioned table must
+    contain the partition key; Django only needs `id` to be unique, which the sequence
+    guarantees.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    time = models.DateTimeField()
+    # No database-level foreign key: a per-row FK check would slow bulk ingest, and the
+    # project always comes from an authenticated API key.
+    project = models.ForeignKey(
+        Project, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    service = models.CharField(max_length=128)
+    endpoint = models.CharField(max_length=512)
+    method = models.CharField(max_length=16)
+    status_code = models.SmallIntegerField(
+        validators=[MinValueValidator(100), MaxValueValidator(599)]
+    )
+    latency_ms = models.FloatField(validators=[MinValueValidator(0)])
+    event_id = models.UUIDField(default=uuid.uuid4)
+    trace_id = models.CharField(max_length=32, blank=True, default="")
+    span_id = models.CharField(max_length=16, blank=True, default="")
+    environment = models.CharField(max_length=64, blank=True, default="")
+    host = models.CharField(max_length=255, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    request_bytes = models.BigIntegerField(null=True, blank=True)
+    response_bytes = models.BigIntegerField(null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        db_table = "api_request"
+        # The indexes below exist in the DDL of migration 0001; they are declared here so
+        # Django's state matches the database.
+        indexes = [
+            # Request list (newest first) and every time-window scan of one project:
+            # WHERE project_id = %s AND time >= %s AND time < %s ORDER BY time DESC.
+            models.Index(fields=["project", "-time"], name="api_req_project_time"),
+            # The same list and the KPI raw tail filtered by service.
+            models.Index(fields=["project", "service", "-time"], name="api_req_project_svc_time"),
+        ]
+        constraints = [
+            # Idempotent ingest: INSERT ... ON CONFLICT (event_id, time) DO NOTHING.
+            models.UniqueConstraint(fields=["event_id", "time"], name="api_req_event_time_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.endpoint} {self.status_code} {self.latency_ms:.1f}ms"
+
+    @property
+    def status_class(self) -> str:
+        return f"{self.status_code // 100}xx"
