@@ -23,5 +23,8 @@ if EMBEDDED_DATABASE is not None:
     DATABASES["default"]["PORT"] = EMBEDDED_DATABASE.port
 
 SECURE_SSL_REDIRECT = False
+# Tests serve static files from the apps; no collectstatic output exists.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True
 # Password hashing is not under test; the fast hasher keeps the suite quick.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

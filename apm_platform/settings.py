@@ -237,7 +237,7 @@ APM_ENDPOINT_CARDINALITY_CAP = env_int("APM_ENDPOINT_CARDINALITY_CAP", 1000, min
 APM_API_KEY_TOUCH_INTERVAL_S = env_int("APM_API_KEY_TOUCH_INTERVAL_S", 60, minimum=0)
 
 # Where `make run` keeps the demo project's API key.
-APM_DEMO_KEY_FILE = BASE_DIR / ".data" / "demo-api-key"
+APM_DEMO_KEY_FILE = Path(env_str("APM_DEMO_KEY_FILE", str(BASE_DIR / ".data" / "demo-api-key")))
 
 # --- Telemetry ------------------------------------------------------------------
 # Set for multi-worker servers (gunicorn): prometheus_client reads the same variable

@@ -58,6 +58,10 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = ApiKeyAuthentication
     name = ["BearerKey", "ApiKeyHeader"]
 
+    def get_security_requirement(self, auto_schema):
+        # Either header authenticates (OR), so two alternative requirements.
+        return [{"BearerKey": []}, {"ApiKeyHeader": []}]
+
     def get_security_definition(self, auto_schema):
         return [
             {"type": "http", "scheme": "bearer", "description": "A project API key."},

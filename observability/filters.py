@@ -46,7 +46,7 @@ class RequestFilter(django_filters.FilterSet):
     method = django_filters.CharFilter(method="filter_method", help_text="HTTP method, any case.")
     status_code = django_filters.NumberFilter(min_value=100, max_value=599)
     status_class = django_filters.ChoiceFilter(
-        choices=StatusClass.choices, method="filter_status_class", help_text="2xx, 4xx, 5xx..."
+        choices=StatusClass.choices, method="filter_status_class", help_text="Status class."
     )
     environment = django_filters.CharFilter()
     from_ = IsoDateTimeFilter(

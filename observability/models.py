@@ -128,12 +128,19 @@ class ApiKey(models.Model):
         self.save(update_fields=["revoked_at"])
 
     def touch(self) -> None:
-        """Record use, at most once per interval: a conditional UPDATE, no read, no race."""
+        """Record use, at most once per interval.
+
+        The check on the freshly loaded value skips the write on most requests; the
+        conditional UPDATE keeps concurrent requests from writing twice.
+        """
         now = timezone.now()
         stale_before = now - timedelta(seconds=settings.APM_API_KEY_TOUCH_INTERVAL_S)
+        if self.last_used_at is not None and self.last_used_at >= stale_before:
+            return
         ApiKey.objects.filter(pk=self.pk).filter(
             models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lt=stale_before)
         ).update(last_used_at=now)
+        self.last_used_at = now
 
 
 class StatusClass(models.TextChoices):

@@ -47,6 +47,9 @@ class ApiRequestSerializer(serializers.ModelSerializer):
             "attributes",
         ]
         read_only_fields = ["id"]
+        # No pre-insert uniqueness query: the database's (event_id, time) constraint
+        # decides, and the view turns a violation into 409.
+        validators = []
         extra_kwargs = {
             "event_id": {"required": False, "help_text": "Unique event id; generated when absent."},
             "request_bytes": {"min_value": 0},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status, viewsets
@@ -74,6 +75,8 @@ class ApiRequestViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
+    """Request records of the API key's project. Times are returned in UTC."""
+
     queryset = ApiRequest.objects.all()
     serializer_class = ApiRequestSerializer
     filterset_class = RequestFilter
@@ -87,4 +90,6 @@ class ApiRequestViewSet(
             with transaction.atomic():
                 serializer.save(project_id=self.request.auth.project_id)
         except IntegrityError as exc:
-            raise Conflict() from exc
+            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                raise Conflict() from exc
+            raise

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_slug
 
 from observability.models import ApiKey, Project
 
@@ -24,6 +26,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, project: str, scopes: str, name: str, **options):
         scope_list = parse_scopes(scopes)
+        try:
+            validate_slug(project)
+        except ValidationError as exc:
+            raise CommandError(f"--project: {exc.messages[0]}") from exc
         project_obj, created = Project.objects.get_or_create(
             slug=project, defaults={"name": project}
         )

@@ -1,0 +1,132 @@
+"""`make run` end to end: migrate, seed, demo key, gunicorn, clean Ctrl-C.
+
+Runs `manage.py run_demo` as a real process against a fresh database on the test
+server, then talks to it over HTTP.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from django.db import connection
+from psycopg import sql
+
+pytestmark = pytest.mark.slow
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def scratch_database_url(django_db_blocker):
+    """A new, empty database on the test server; dropped afterwards."""
+    params = connection.settings_dict
+    name = f"apm_run_demo_{uuid.uuid4().hex[:8]}"
+    admin = psycopg.conninfo.make_conninfo(
+        host=params["HOST"],
+        port=params["PORT"],
+        user=params["USER"],
+        password=params["PASSWORD"] or None,
+        dbname="postgres",
+    )
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    password = f":{params['PASSWORD']}" if params["PASSWORD"] else ""
+    yield f"postgres://{params['USER']}{password}@{params['HOST']}:{params['PORT']}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_run_demo(database_url: str, key_file: Path, port: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "apm_platform.ci_settings",
+        "DATABASE_URL": database_url,
+        "APM_DEMO_KEY_FILE": str(key_file),
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "run_demo",
+            "--port",
+            str(port),
+            "--seed-count",
+            "3000",
+            "--seed-days",
+            "2",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_ready(base: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"run_demo exited early:\n{process.stdout.read()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    pytest.fail("run_demo did not become ready")
+
+
+def ctrl_c(process: subprocess.Popen) -> str:
+    """What a terminal does on Ctrl-C: SIGINT to the whole foreground process group."""
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    return output
+
+
+def test_run_demo_serves_seeded_data_with_the_demo_key_and_stops_cleanly(
+    scratch_database_url, tmp_path
+):
+    key_file, port = tmp_path / "demo-api-key", free_port()
+    base = f"http://127.0.0.1:{port}"
+
+    process = start_run_demo(scratch_database_url, key_file, port)
+    try:
+        wait_ready(base, process)
+        key = key_file.read_text().strip()
+        response = httpx.get(
+            f"{base}/api/v1/requests/?service=checkout&page_size=5",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert response.status_code == 200
+        assert {row["service"] for row in response.json()["results"]} == {"checkout"}
+        assert httpx.get(f"{base}/api/docs/").status_code == 200
+    finally:
+        output = ctrl_c(process)
+    assert process.returncode == 0, output
+    assert key in output  # printed for the user
+
+    # A second start reuses the key and does not seed again.
+    process = start_run_demo(scratch_database_url, key_file, port)
+    try:
+        wait_ready(base, process)
+        assert key_file.read_text().strip() == key
+    finally:
+        output = ctrl_c(process)
+    assert "seeded 3000 requests" not in output
+    with psycopg.connect(scratch_database_url.replace("postgres://", "postgresql://")) as conn:
+        assert conn.execute("SELECT count(*) FROM api_request").fetchone()[0] == 3000

@@ -1,0 +1,152 @@
+"""The schema built by the migrations, the backend choice and its system check."""
+
+from datetime import UTC, date, datetime, timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from observability.analytics import backend, partitions
+from observability.checks import analytics_backend_check
+from observability.models import ApiRequest
+from observability.tests.utils import make_request
+
+pytestmark = pytest.mark.django_db
+
+
+def fetch(query, params=()):
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchall()
+
+
+def test_models_and_migrations_agree():
+    out = StringIO()
+    call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()
+
+
+def test_request_table_is_time_partitioned_on_this_backend():
+    built = backend.current(connection)
+    if built == backend.POSTGRES:
+        (strategy,) = fetch(
+            "SELECT partstrat FROM pg_partitioned_table WHERE partrelid = 'api_request'::regclass"
+        )[0]
+        assert strategy == "r"  # range
+        assert partitions.DEFAULT_PARTITION in {
+            name
+            for (name,) in fetch(
+                "SELECT inhrelid::regclass::text FROM pg_inherits "
+                "WHERE inhparent = 'api_request'::regclass"
+            )
+        }
+    else:
+        assert (
+            fetch(
+                "SELECT count(*) FROM timescaledb_information.hypertables "
+                "WHERE hypertable_name = 'api_request'"
+            )[0][0]
+            == 1
+        )
+
+
+def test_keys_include_time_and_event_ids_are_unique_per_time():
+    definitions = dict(
+        fetch(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'api_request'::regclass"
+        )
+    )
+    assert definitions["api_request_pkey"] == 'PRIMARY KEY (id, "time")'
+    assert definitions["api_req_event_time_uniq"] == 'UNIQUE (event_id, "time")'
+
+
+def test_the_list_query_uses_the_project_time_index(project):
+    for _ in range(3):
+        make_request(project)
+    connection.cursor().execute("SET LOCAL enable_seqscan = off")
+    queryset = ApiRequest.objects.filter(project_id=project.pk).order_by("-time", "-id")[:100]
+
+    plan = queryset.explain()
+
+    # Partitions name their copy of the index <partition>_project_id_time_idx; TimescaleDB
+    # chunks keep the parent's name as a suffix.
+    index_name = {
+        backend.POSTGRES: "_project_id_time_idx",
+        backend.TIMESCALE: "api_req_project_time",
+    }
+    assert index_name[backend.current(connection)] in plan
+
+
+def test_rows_with_no_daily_partition_land_in_the_default_one(project):
+    if backend.current(connection) != backend.POSTGRES:
+        pytest.skip("partitions are TimescaleDB chunks on this backend")
+    old = make_request(project, time=datetime(2020, 1, 1, 12, tzinfo=UTC))
+
+    (where,) = fetch("SELECT tableoid::regclass::text FROM api_request WHERE id = %s", [old.pk])[0]
+
+    assert where == partitions.DEFAULT_PARTITION
+
+
+def test_creating_a_partition_moves_its_rows_out_of_the_default_one(project):
+    if backend.current(connection) != backend.POSTGRES:
+        pytest.skip("partitions are TimescaleDB chunks on this backend")
+    day = date(2020, 1, 2)
+    inside = [make_request(project, time=datetime(2020, 1, 2, h, tzinfo=UTC)) for h in (0, 12, 23)]
+    outside = make_request(project, time=datetime(2020, 1, 3, 0, tzinfo=UTC))
+
+    created = partitions.ensure_daily_partitions(connection, day, day)
+
+    assert created == [day]
+    placement = dict(
+        fetch(
+            "SELECT id, tableoid::regclass::text FROM api_request WHERE project_id = %s",
+            [project.pk],
+        )
+    )
+    assert {placement[row.pk] for row in inside} == {partitions.partition_name(day)}
+    assert placement[outside.pk] == partitions.DEFAULT_PARTITION
+    assert ApiRequest.objects.filter(project=project).count() == 4
+    assert partitions.ensure_daily_partitions(connection, day, day) == []  # idempotent
+
+
+def test_partitions_exist_ahead_of_today(settings):
+    if backend.current(connection) != backend.POSTGRES:
+        pytest.skip("TimescaleDB creates chunks on demand")
+    today = datetime.now(UTC).date()
+    days = partitions.existing_partition_days(connection)
+    ahead = {today + timedelta(days=n) for n in range(settings.APM_PARTITIONS_AHEAD_DAYS + 1)}
+    assert ahead <= days
+
+
+def test_system_check_reports_the_backend_and_why():
+    (message,) = analytics_backend_check(None, databases=["default"])
+
+    assert message.id == "observability.I002"
+    assert backend.current(connection) in message.msg
+    assert "APM_ANALYTICS_BACKEND=auto" in message.msg
+
+
+def test_system_check_fails_when_configuration_and_schema_disagree(settings):
+    other = (
+        backend.TIMESCALE if backend.current(connection) == backend.POSTGRES else backend.POSTGRES
+    )
+    settings.APM_ANALYTICS_BACKEND = other
+
+    (message,) = analytics_backend_check(None, databases=["default"])
+
+    assert message.id == "observability.E003"
+    assert message.level >= 40  # an error: `manage.py check --database default` fails
+
+
+def test_choose_explains_a_timescale_request_the_server_cannot_honour(settings):
+    usable, why = backend.timescale_status(connection)
+    if usable:
+        pytest.skip("this server has TimescaleDB")
+    settings.APM_ANALYTICS_BACKEND = "timescale"
+
+    choice = backend.choose(connection)
+
+    assert choice.name is None
+    assert why in choice.reason

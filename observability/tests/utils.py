@@ -1,0 +1,54 @@
+"""Test helpers: projects, keys, clients and request rows built in code."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from observability.models import ApiKey, ApiRequest, Project
+
+
+def make_project(slug: str = "acme") -> Project:
+    return Project.objects.create(slug=slug, name=slug.title())
+
+
+def make_key(project: Project, scopes=ApiKey.SCOPES, name: str = "test") -> str:
+    return ApiKey.objects.issue(project, name, list(scopes))[1]
+
+
+def client_with(key: str | None) -> APIClient:
+    client = APIClient()
+    if key:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
+def make_request(project: Project, time: datetime | None = None, **fields) -> ApiRequest:
+    values = {
+        "time": time or timezone.now() - timedelta(minutes=1),
+        "service": "checkout",
+        "endpoint": "/cart",
+        "method": "GET",
+        "status_code": 200,
+        "latency_ms": 42.0,
+        "event_id": uuid.uuid4(),
+    }
+    values.update(fields)
+    return ApiRequest.objects.create(project=project, **values)
+
+
+def event_payload(**fields) -> dict:
+    """A valid JSON body for creating one request."""
+    payload = {
+        "time": (timezone.now() - timedelta(minutes=1)).isoformat(),
+        "service": "checkout",
+        "endpoint": "/cart",
+        "method": "GET",
+        "status_code": 200,
+        "latency_ms": 12.5,
+    }
+    payload.update(fields)
+    return payload
