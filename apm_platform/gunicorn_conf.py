@@ -11,15 +11,19 @@ timeout = 60
 graceful_timeout = 30
 # Our middleware writes one JSON access line per request; gunicorn's would duplicate it.
 accesslog = None
+# No gunicornc control socket: unused, and every server on a host would share its path.
+control_socket_disable = True
 # Recycle workers now and then so a slow leak cannot grow without bound.
 max_requests = 20000
 max_requests_jitter = 2000
+# gunicorn's own messages (start, signals, worker deaths) as JSON lines like the app's.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "apm_platform.jsonlog.JsonLogFormatter"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
+    # gunicorn merges this shallowly over its defaults: root must name our handler.
+    "root": {"handlers": ["stderr"], "level": "INFO"},
+    "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+}
 
-
-def child_exit(server, worker):
-    # Drop the dead worker's live gauges from the multiprocess metrics directory.
-    # Imported here, not at the top: prometheus_client picks its storage mode at import
-    # time, and the master must not import it before --env PROMETHEUS_MULTIPROC_DIR applies.
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)

@@ -1,4 +1,4 @@
-"""The app's own telemetry: JSON log lines, request ids, Prometheus metrics.
+"""The app's own telemetry: request ids, access log lines, Prometheus metrics.
 
 Under gunicorn every worker keeps its own counters; with PROMETHEUS_MULTIPROC_DIR set
 (the gunicorn config and images set it) prometheus_client aggregates them on scrape.
@@ -6,15 +6,11 @@ Under gunicorn every worker keeps its own counters; with PROMETHEUS_MULTIPROC_DI
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import re
 import time
-import traceback
 import uuid
-from datetime import UTC, datetime
 
-import orjson
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
@@ -28,8 +24,9 @@ from prometheus_client import (
 )
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
+from apm_platform.jsonlog import request_id_var
+
 access_logger = logging.getLogger("apm.access")
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
 HTTP_REQUESTS = Counter(
     "apm_http_requests_total",
@@ -48,29 +45,6 @@ DB_ERRORS = Counter(
 
 # A client-supplied X-Request-ID is kept only if it looks like an id, not a payload.
 _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-# Attributes every LogRecord has; anything else was passed with `extra=` and is logged.
-_STANDARD_RECORD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line, with the current request id when there is one."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        request_id = request_id_var.get()
-        if request_id:
-            entry["request_id"] = request_id
-        for key, value in vars(record).items():
-            if key not in _STANDARD_RECORD_ATTRS and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exception"] = "".join(traceback.format_exception(*record.exc_info))
-        return orjson.dumps(entry, default=str).decode()
 
 
 class RequestTelemetryMiddleware:

@@ -6,7 +6,7 @@ import sys
 import orjson
 import pytest
 
-from apm_platform.telemetry import JsonLogFormatter, request_id_var
+from apm_platform.jsonlog import JsonLogFormatter, request_id_var
 
 
 def test_every_response_carries_a_request_id(client):
