@@ -10,6 +10,9 @@ import os
 # A test run needs no secrets of its own; set them before the settings are evaluated.
 os.environ.setdefault("SECRET_KEY", "insecure-test-only-key")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+# Live-server threads would otherwise keep connections open past the test database's
+# teardown ("database is being accessed by other users").
+os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
 
 from apm_platform.embedded_db import EmbeddedPostgres
 from apm_platform.settings import *  # noqa: F403

@@ -233,6 +233,9 @@ APM_PARTITIONS_AHEAD_DAYS = env_int("APM_PARTITIONS_AHEAD_DAYS", 3, minimum=1)
 APM_INGEST_MAX_EVENTS = env_int("APM_INGEST_MAX_EVENTS", 10_000, minimum=1)
 APM_INGEST_MAX_BYTES = env_int("APM_INGEST_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
 APM_ENDPOINT_CARDINALITY_CAP = env_int("APM_ENDPOINT_CARDINALITY_CAP", 1000, minimum=1)
+# Per API key: sustained events per second (0: no limit) and the burst allowed above it.
+APM_INGEST_RATE_LIMIT = env_int("APM_INGEST_RATE_LIMIT", 100_000, minimum=0)
+APM_INGEST_RATE_BURST = env_int("APM_INGEST_RATE_BURST", 200_000, minimum=1)
 # A key's last-use time is written at most this often, so reads rarely write.
 APM_API_KEY_TOUCH_INTERVAL_S = env_int("APM_API_KEY_TOUCH_INTERVAL_S", 60, minimum=0)
 

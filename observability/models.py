@@ -213,3 +213,41 @@ class ApiRequest(models.Model):
     @property
     def status_class(self) -> str:
         return f"{self.status_code // 100}xx"
+
+
+class Endpoint(models.Model):
+    """A (service, endpoint) pair seen by ingest. At most APM_ENDPOINT_CARDINALITY_CAP per
+    service are admitted; events for any further endpoint are stored under the overflow
+    endpoint, so a client sending raw ids cannot explode the rollups."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    service = models.CharField(max_length=128)
+    endpoint = models.CharField(max_length=512)
+    first_seen = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "apm_endpoint"
+        ordering = ["service", "endpoint"]
+        constraints = [
+            # Admission reads all endpoints of one service; the endpoint list filters by service.
+            models.UniqueConstraint(
+                fields=["project", "service", "endpoint"], name="apm_endpoint_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.endpoint}"
+
+
+class IngestBucket(models.Model):
+    """Token bucket of one API key's ingest rate (events per second)."""
+
+    key = models.OneToOneField(ApiKey, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    tokens = models.FloatField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "apm_ingest_bucket"
+
+    def __str__(self) -> str:
+        return f"bucket of key {self.key_id}: {self.tokens:.0f} events"

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
-from observability.models import ApiRequest
+from observability.models import ApiRequest, Endpoint
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 HEX16 = re.compile(r"^[0-9a-f]{16}$")
@@ -102,3 +102,9 @@ class ApiRequestSerializer(serializers.ModelSerializer):
                 f"Must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON."
             )
         return value
+
+
+class EndpointSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Endpoint
+        fields = ["service", "endpoint", "first_seen"]

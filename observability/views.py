@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import psycopg
+from django.conf import settings
 from django.db import IntegrityError, transaction
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import exceptions, mixins, status, viewsets
+from django.http import HttpResponse
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    OpenApiTypes,
+    extend_schema,
+    extend_schema_view,
+)
+from prometheus_client import Counter
+from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from observability.filters import RequestFilter, StrictOrderingFilter
 from observability.guards import ErrorSerializer
-from observability.models import ApiRequest
-from observability.serializers import ApiRequestSerializer
+from observability.ingest import endpoints, otlp, pipeline, ratelimit
+from observability.ingest.body import PayloadTooLarge, read_body
+from observability.ingest.events import BodyError, EventError, decode_event, split_body
+from observability.models import ApiKey, ApiRequest, Endpoint
+from observability.serializers import ApiRequestSerializer, EndpointSerializer
 
 ERROR_RESPONSES = {
     400: OpenApiResponse(ErrorSerializer, description="Invalid parameters or fields."),
@@ -93,3 +107,211 @@ class ApiRequestViewSet(
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
                 raise Conflict() from exc
             raise
+
+
+class EndpointPagination(CursorPagination):
+    ordering = ("service", "endpoint")
+    page_size = 200
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Endpoints seen per service",
+        description=(
+            "The endpoints ingest has admitted, by service. At most "
+            "APM_ENDPOINT_CARDINALITY_CAP per service; events for further endpoints are "
+            f"stored under `{endpoints.OVERFLOW_ENDPOINT}`."
+        ),
+        parameters=[OpenApiParameter("service", str, description="Only this service.")],
+        responses={200: EndpointSerializer(many=True), **ERROR_RESPONSES},
+    )
+)
+class EndpointViewSet(ProjectScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    queryset = Endpoint.objects.all()
+    serializer_class = EndpointSerializer
+    pagination_class = EndpointPagination
+    filterset_fields = ["service"]
+
+
+class IngestResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField(help_text="Valid events, stored now or already stored.")
+    duplicates = serializers.IntegerField(help_text="Accepted events whose event_id was stored.")
+    rejected = serializers.IntegerField(help_text="Invalid events (non-strict mode only).")
+    overflowed = serializers.IntegerField(help_text="Events moved to the overflow endpoint.")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text='Reasons by event and field, e.g. "events[3].status_code".',
+    )
+
+
+class IngestView(APIView):
+    """Batch ingest: a JSON array of events, or {"events": [...]}, optionally gzipped.
+
+    Strict by default: one invalid event rejects the batch (400) and nothing is stored.
+    With `?strict=false` valid events are stored and invalid ones listed. Idempotent on
+    `event_id` + `time`; the answer comes only after the events are committed.
+    """
+
+    required_scope = ApiKey.SCOPE_INGEST
+    parser_classes: list = []  # the body is read and decoded by the ingest pipeline
+
+    @extend_schema(
+        summary="Ingest a batch of request events",
+        request={"application/json": OpenApiTypes.OBJECT},
+        parameters=[
+            OpenApiParameter("strict", OpenApiTypes.BOOL, description="Default true."),
+        ],
+        responses={
+            200: IngestResultSerializer,
+            413: OpenApiResponse(ErrorSerializer, description="Too many events or bytes."),
+            415: OpenApiResponse(ErrorSerializer, description="Not JSON, or unknown encoding."),
+            429: OpenApiResponse(ErrorSerializer, description="Rate limit; see Retry-After."),
+            **ERROR_RESPONSES,
+        },
+    )
+    def post(self, request):
+        strict = _strict_flag(request)
+        body = read_body(request._request, settings.APM_INGEST_MAX_BYTES, ("application/json",))
+        try:
+            raw_events = split_body(body)
+        except BodyError as exc:
+            raise exceptions.ParseError(str(exc)) from exc
+        _check_batch_size(len(raw_events))
+        _take_rate_tokens(request.auth, len(raw_events))
+        result = pipeline.IngestResult()
+        rows = pipeline.validate(
+            ((index, _decode_or_error(raw)) for index, raw in enumerate(raw_events)),
+            request.auth.project_id,
+            result,
+        )
+        if strict and result.errors:
+            raise exceptions.ValidationError(result.errors)
+        pipeline.store(rows, request.auth.project_id, "rest", result)
+        return Response(IngestResultSerializer(result).data)
+
+
+def _strict_flag(request) -> bool:
+    raw = request.query_params.get("strict", "true").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise exceptions.ValidationError({"strict": ["Must be true or false."]})
+    return raw in ("true", "1")
+
+
+def _check_batch_size(count: int) -> None:
+    if count == 0:
+        raise exceptions.ValidationError({"events": ["The batch holds no events."]})
+    if count > settings.APM_INGEST_MAX_EVENTS:
+        raise PayloadTooLarge(
+            f"{count} events in one request; the limit is {settings.APM_INGEST_MAX_EVENTS}."
+        )
+
+
+def _take_rate_tokens(key: ApiKey, count: int) -> None:
+    wait = ratelimit.take(
+        key.pk,
+        count,
+        settings.APM_INGEST_RATE_LIMIT,
+        max(settings.APM_INGEST_RATE_BURST, settings.APM_INGEST_MAX_EVENTS),
+    )
+    if wait:
+        raise exceptions.Throttled(wait=wait, detail="Ingest rate limit of this API key exceeded.")
+
+
+def _decode_or_error(raw):
+    try:
+        return decode_event(raw)
+    except EventError as error:
+        return error
+
+
+OTLP_SKIPPED_SPANS = Counter(
+    "apm_otlp_spans_skipped_total", "OTLP spans not stored because they are not SERVER spans."
+)
+# google.rpc.Code for the HTTP statuses we answer with (OTLP error bodies carry one).
+RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 415: 3, 429: 8, 503: 14}
+
+
+class OtlpTracesView(APIView):
+    """OTLP/HTTP trace receiver (`/v1/traces`): protobuf or JSON, optionally gzipped.
+
+    SERVER spans become request records; other span kinds are skipped. Answers with an
+    ExportTraceServiceResponse (partial_success lists rejected spans), errors with a
+    google.rpc.Status, both in the request's encoding, as the OTLP/HTTP spec says.
+    """
+
+    required_scope = ApiKey.SCOPE_INGEST
+    parser_classes: list = []
+
+    @extend_schema(
+        summary="OTLP/HTTP trace export",
+        request={otlp.PROTOBUF: OpenApiTypes.BINARY, otlp.JSON: OpenApiTypes.OBJECT},
+        responses={
+            (200, otlp.PROTOBUF): OpenApiResponse(
+                OpenApiTypes.BINARY, description="ExportTraceServiceResponse"
+            ),
+            (200, otlp.JSON): OpenApiResponse(
+                OpenApiTypes.OBJECT, description="ExportTraceServiceResponse"
+            ),
+            (400, otlp.PROTOBUF): OpenApiResponse(
+                OpenApiTypes.BINARY, description="google.rpc.Status (any 4xx/5xx)"
+            ),
+            (400, otlp.JSON): OpenApiResponse(
+                OpenApiTypes.OBJECT, description="google.rpc.Status (any 4xx/5xx)"
+            ),
+        },
+        tags=["otlp"],
+    )
+    def post(self, request):
+        content_type = self._content_type(request)
+        body = read_body(
+            request._request, settings.APM_INGEST_MAX_BYTES, (otlp.PROTOBUF, otlp.JSON)
+        )
+        try:
+            decoded = otlp.decode_spans(otlp.parse_request(body, content_type))
+        except otlp.OtlpDecodeError as exc:
+            raise exceptions.ParseError(str(exc)) from exc
+        OTLP_SKIPPED_SPANS.inc(decoded.skipped)
+        result = pipeline.IngestResult()
+        if decoded.events:
+            _check_batch_size(len(decoded.events))
+            _take_rate_tokens(request.auth, len(decoded.events))
+            rows = pipeline.validate(decoded.events, request.auth.project_id, result)
+            pipeline.store(rows, request.auth.project_id, "otlp", result)
+        message = _partial_success_message(result, decoded.skipped)
+        return HttpResponse(
+            otlp.encode_response(content_type, result.rejected, message), content_type=content_type
+        )
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        content_type = self._content_type(self.request)
+        detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
+        errors = response.data.get("errors") if isinstance(response.data, dict) else None
+        if errors:
+            detail = f"{detail} " + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items())
+        status_body = otlp.encode_status(
+            content_type, RPC_CODES.get(response.status_code, 13), detail
+        )
+        error = HttpResponse(status_body, status=response.status_code, content_type=content_type)
+        for header in ("Retry-After", "WWW-Authenticate"):
+            if header in response:
+                error[header] = response[header]
+        return error
+
+    @staticmethod
+    def _content_type(request) -> str:
+        return otlp.JSON if request.content_type == otlp.JSON else otlp.PROTOBUF
+
+
+def _partial_success_message(result: pipeline.IngestResult, skipped: int) -> str:
+    parts = []
+    if result.errors:
+        shown = list(result.errors.items())[:10]
+        parts.append(
+            "; ".join(f"{k.replace('events', 'spans', 1)}: {' '.join(v)}" for k, v in shown)
+        )
+    if skipped:
+        parts.append(f"{skipped} non-SERVER span(s) skipped (not HTTP requests served).")
+    return " ".join(parts)

@@ -121,6 +121,55 @@ class Migration(migrations.Migration):
             ],
             options={"db_table": "apm_api_key", "ordering": ["project", "name"]},
         ),
+        migrations.CreateModel(
+            name="Endpoint",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("service", models.CharField(max_length=128)),
+                ("endpoint", models.CharField(max_length=512)),
+                ("first_seen", models.DateTimeField(auto_now_add=True)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="observability.project",
+                    ),
+                ),
+            ],
+            options={
+                "db_table": "apm_endpoint",
+                "ordering": ["service", "endpoint"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("project", "service", "endpoint"), name="apm_endpoint_uniq"
+                    )
+                ],
+            },
+        ),
+        migrations.CreateModel(
+            name="IngestBucket",
+            fields=[
+                (
+                    "key",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="+",
+                        serialize=False,
+                        to="observability.apikey",
+                    ),
+                ),
+                ("tokens", models.FloatField()),
+                ("updated_at", models.DateTimeField()),
+            ],
+            options={"db_table": "apm_ingest_bucket"},
+        ),
         migrations.SeparateDatabaseAndState(
             database_operations=[migrations.RunPython(create_request_table, drop_request_table)],
             state_operations=[

@@ -22,3 +22,24 @@ def key(project):
 def api(key):
     """An API client authenticated with a read+ingest key of `project`."""
     return client_with(key)
+
+
+@pytest.fixture(autouse=True)
+def fresh_endpoint_cache():
+    """Each test's transaction is rolled back; the per-process admitted-endpoint cache
+    must not remember endpoints from a previous test."""
+    from observability.ingest import endpoints
+
+    endpoints.forget_cache()
+    yield
+    endpoints.forget_cache()
+
+
+@pytest.fixture
+def ingest(api):
+    """POST a batch to /api/v1/ingest/ and return the response."""
+
+    def post(events, *, query: str = "", **extra):
+        return api.post(f"/api/v1/ingest/{query}", events, format="json", **extra)
+
+    return post

@@ -117,7 +117,9 @@ def test_run_demo_serves_seeded_data_with_the_demo_key_and_stops_cleanly(
         assert httpx.get(f"{base}/api/docs/").status_code == 200
         # Metrics from both gunicorn workers, aggregated through the multiprocess directory.
         metrics = httpx.get(f"{base}/metrics").text
-        assert 'apm_http_requests_total{method="GET",status="200",view="request-list"} 1.0' in metrics
+        assert (
+            'apm_http_requests_total{method="GET",status="200",view="request-list"} 1.0' in metrics
+        )
     finally:
         output = ctrl_c(process)
     assert process.returncode == 0, output

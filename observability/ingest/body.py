@@ -1,0 +1,56 @@
+"""Reading an ingest request body safely: size caps, gzip without bombs, content types."""
+
+from __future__ import annotations
+
+import zlib
+
+from django.http import HttpRequest
+from rest_framework import exceptions, status
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+    default_detail = "The request body is too large."
+
+
+class UnsupportedEncoding(exceptions.APIException):
+    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    default_code = "unsupported_encoding"
+    default_detail = "Unsupported Content-Encoding: send identity or gzip."
+
+
+def read_body(request: HttpRequest, max_bytes: int, content_types: tuple[str, ...]) -> bytes:
+    """The (decompressed) body, at most `max_bytes`; raises 413/415 API errors."""
+    if request.content_type not in content_types:
+        raise exceptions.UnsupportedMediaType(
+            request.content_type or "(none)",
+            detail=f"Content-Type must be {' or '.join(content_types)}.",
+        )
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"The body exceeds {max_bytes} bytes.")
+    # Read the stream directly: HttpRequest.body would apply Django's form-upload limit.
+    raw = request.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"The body exceeds {max_bytes} bytes.")
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding == "gzip":
+        return _gunzip(raw, max_bytes)
+    raise UnsupportedEncoding()
+
+
+def _gunzip(raw: bytes, max_bytes: int) -> bytes:
+    decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        # Never inflate more than the cap: a small gzip bomb cannot use up memory.
+        data = decompressor.decompress(raw, max_bytes + 1)
+    except zlib.error as exc:
+        raise exceptions.ParseError(f"Invalid gzip body: {exc}") from exc
+    if len(data) > max_bytes or decompressor.unconsumed_tail:
+        raise PayloadTooLarge(f"The decompressed body exceeds {max_bytes} bytes.")
+    if not decompressor.eof:
+        raise exceptions.ParseError("Invalid gzip body: truncated.")
+    return data
