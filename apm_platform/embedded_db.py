@@ -162,8 +162,12 @@ class EmbeddedPostgres:
 
     def _run(self, program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         command = [str(binaries_dir() / program), *args]
+        user = _server_user()
+        # Drop root's group too: with gid 0 kept, a directory's group bits (not its
+        # "others" bits) would decide what the server may access.
+        identity = {"user": user, "group": user, "extra_groups": []} if user else {}
         result = subprocess.run(  # noqa: S603 - fixed binary, arguments built here
-            command, user=_server_user(), capture_output=True, text=True, check=False
+            command, capture_output=True, text=True, check=False, **identity
         )
         if check and result.returncode != 0:
             log_tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""

@@ -1,0 +1,109 @@
+"""Real processes for tests: scratch PostgreSQL instances and gunicorn servers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+
+from apm_platform.embedded_db import EmbeddedPostgres
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def manage(database_url: str, *args: str) -> str:
+    """Run a manage.py command against `database_url`; returns its stdout."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=app_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def app_env(database_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "apm_platform.ci_settings",
+        "DATABASE_URL": database_url,
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def scratch_postgres(directory: Path) -> Iterator[EmbeddedPostgres]:
+    """A new PostgreSQL instance (its own data directory and port), migrated."""
+    server = EmbeddedPostgres(data_dir=directory / "pg", port=free_port())
+    server.start()
+    try:
+        manage(server.url(), "migrate", "--verbosity", "0")
+        yield server
+    finally:
+        server.stop()
+
+
+class Gunicorn:
+    """gunicorn serving the app with the project's config, on a free loopback port."""
+
+    def __init__(self, database_url: str, metrics_dir: Path, workers: int = 2, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "python:apm_platform.gunicorn_conf",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(workers),
+            ],
+            cwd=BASE_DIR,
+            env=app_env(database_url, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), **env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.wait_healthy()
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited:\n{self.process.stderr.read()[-3000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise TimeoutError("gunicorn did not become healthy")
+
+    def worker_pids(self) -> list[int]:
+        return [child.pid for child in psutil.Process(self.process.pid).children()]
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGTERM)
+        _, stderr = self.process.communicate(timeout=60)
+        return stderr
