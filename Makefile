@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: help venv run test lint migrate shell db-start db-stop clean-data
+.PHONY: help venv run test lint migrate shell clean-data bench-ingest
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ migrate: venv ## Apply migrations
 
 shell: venv ## Django shell on the configured database
 	$(PY) manage.py shell
+
+bench-ingest: venv ## Ingest throughput vs raw COPY and the ORM (reports/bench/ingest.json)
+	$(PY) scripts/bench/ingest.py
 
 clean-data: ## Delete the embedded databases and demo key under .data/
 	rm -rf .data

@@ -95,5 +95,5 @@ class StrictOrderingFilter(OrderingFilter):
                 raise exceptions.ValidationError({self.ordering_param: [reason]})
         ordering = super().get_ordering(request, queryset, view)
         # A unique tie-breaker keeps cursor pages stable when times are equal.
-        tie_breaker = "-id" if ordering and ordering[0].startswith("-") else "id"
+        tie_breaker = "-event_id" if ordering and ordering[0].startswith("-") else "event_id"
         return (*ordering, tie_breaker) if ordering else ordering

@@ -161,13 +161,15 @@ class ApiRequest(models.Model):
     """One HTTP request served by a monitored service.
 
     The table is created by migration 0001 with hand-written DDL: partitioned by day on
-    `time` (portable backend) or a TimescaleDB hypertable (migration 0002). Either way the
-    primary key is (id, time), because every unique index on a partitioned table must
-    contain the partition key; Django only needs `id` to be unique, which the sequence
-    guarantees.
+    `time` (portable backend) or a TimescaleDB hypertable (migration 0002). Its key is
+    (event_id, time): the client's idempotency key, and it must contain `time` because
+    every unique index of a partitioned table or hypertable contains the partition key.
+    There is no surrogate id: it would cost a sequence and a third index on every
+    ingested row, and `event_id` already identifies a request.
     """
 
-    id = models.BigAutoField(primary_key=True)
+    pk = models.CompositePrimaryKey("event_id", "time")
+    event_id = models.UUIDField(default=uuid.uuid4)
     time = models.DateTimeField()
     # No database-level foreign key: a per-row FK check would slow bulk ingest, and the
     # project always comes from an authenticated API key.
@@ -181,7 +183,6 @@ class ApiRequest(models.Model):
         validators=[MinValueValidator(100), MaxValueValidator(599)]
     )
     latency_ms = models.FloatField(validators=[MinValueValidator(0)])
-    event_id = models.UUIDField(default=uuid.uuid4)
     trace_id = models.CharField(max_length=32, blank=True, default="")
     span_id = models.CharField(max_length=16, blank=True, default="")
     environment = models.CharField(max_length=64, blank=True, default="")
@@ -193,18 +194,11 @@ class ApiRequest(models.Model):
 
     class Meta:
         db_table = "api_request"
-        # The indexes below exist in the DDL of migration 0001; they are declared here so
-        # Django's state matches the database.
+        # Declared here so Django's state matches the DDL of migration 0001.
         indexes = [
-            # Request list (newest first) and every time-window scan of one project:
-            # WHERE project_id = %s AND time >= %s AND time < %s ORDER BY time DESC.
+            # Every time-window scan of one project: the request list (newest first, also
+            # when filtered by service: the raw tail is short) and the KPI raw tail.
             models.Index(fields=["project", "-time"], name="api_req_project_time"),
-            # The same list and the KPI raw tail filtered by service.
-            models.Index(fields=["project", "service", "-time"], name="api_req_project_svc_time"),
-        ]
-        constraints = [
-            # Idempotent ingest: INSERT ... ON CONFLICT (event_id, time) DO NOTHING.
-            models.UniqueConstraint(fields=["event_id", "time"], name="api_req_event_time_uniq"),
         ]
 
     def __str__(self) -> str:

@@ -28,7 +28,6 @@ class ApiRequestSerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiRequest
         fields = [
-            "id",
             "event_id",
             "time",
             "service",
@@ -46,7 +45,6 @@ class ApiRequestSerializer(serializers.ModelSerializer):
             "response_bytes",
             "attributes",
         ]
-        read_only_fields = ["id"]
         # No pre-insert uniqueness query: the database's (event_id, time) constraint
         # decides, and the view turns a violation into 409.
         validators = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -23,7 +25,7 @@ from observability.filters import RequestFilter, StrictOrderingFilter
 from observability.guards import ErrorSerializer
 from observability.ingest import endpoints, otlp, pipeline, ratelimit
 from observability.ingest.body import PayloadTooLarge, read_body
-from observability.ingest.events import BodyError, EventError, decode_event, split_body
+from observability.ingest.events import BodyError, decode_batch
 from observability.models import ApiKey, ApiRequest, Endpoint
 from observability.serializers import ApiRequestSerializer, EndpointSerializer
 
@@ -42,7 +44,7 @@ class Conflict(exceptions.APIException):
 
 
 class NewestFirstCursorPagination(CursorPagination):
-    ordering = ("-time", "-id")
+    ordering = ("-time", "-event_id")
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
@@ -97,7 +99,20 @@ class ApiRequestViewSet(
     filter_backends = [StrictOrderingFilter, *viewsets.GenericViewSet.filter_backends]
     ordering_fields = ["time"]
     pagination_class = NewestFirstCursorPagination
-    lookup_value_regex = r"\d+"
+    lookup_field = "event_id"
+    lookup_value_regex = r"[0-9a-fA-F-]{32,36}"
+
+    def get_object(self):
+        # (event_id, time) is the key; a client that reused an event_id at another time
+        # has several rows: the newest one answers (never a 500 for MultipleObjects).
+        try:
+            event_id = uuid.UUID(self.kwargs["event_id"])
+        except ValueError as exc:
+            raise exceptions.NotFound() from exc
+        row = self.get_queryset().filter(event_id=event_id).order_by("-time").first()
+        if row is None:
+            raise exceptions.NotFound()
+        return row
 
     def perform_create(self, serializer):
         try:
@@ -175,17 +190,13 @@ class IngestView(APIView):
         strict = _strict_flag(request)
         body = read_body(request._request, settings.APM_INGEST_MAX_BYTES, ("application/json",))
         try:
-            raw_events = split_body(body)
+            events = decode_batch(body)
         except BodyError as exc:
             raise exceptions.ParseError(str(exc)) from exc
-        _check_batch_size(len(raw_events))
-        _take_rate_tokens(request.auth, len(raw_events))
+        _check_batch_size(len(events))
+        _take_rate_tokens(request.auth, len(events))
         result = pipeline.IngestResult()
-        rows = pipeline.validate(
-            ((index, _decode_or_error(raw)) for index, raw in enumerate(raw_events)),
-            request.auth.project_id,
-            result,
-        )
+        rows = pipeline.validate(enumerate(events), request.auth.project_id, result)
         if strict and result.errors:
             raise exceptions.ValidationError(result.errors)
         pipeline.store(rows, request.auth.project_id, "rest", result)
@@ -217,13 +228,6 @@ def _take_rate_tokens(key: ApiKey, count: int) -> None:
     )
     if wait:
         raise exceptions.Throttled(wait=wait, detail="Ingest rate limit of this API key exceeded.")
-
-
-def _decode_or_error(raw):
-    try:
-        return decode_event(raw)
-    except EventError as error:
-        return error
 
 
 OTLP_SKIPPED_SPANS = Counter(

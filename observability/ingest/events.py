@@ -15,6 +15,7 @@ from typing import Annotated
 import msgspec
 
 from observability.ingest.routes import normalize_path
+from observability.ingest.writer import jsonb_value
 
 MAX_LATENCY_MS = 86_400_000
 MAX_ERROR_MESSAGE_BYTES = 4096
@@ -49,6 +50,11 @@ class Envelope(msgspec.Struct):
     events: list[msgspec.Raw]
 
 
+class EventsEnvelope(msgspec.Struct):
+    events: list[Event]
+
+
+_decode_valid_batch = msgspec.json.Decoder(list[Event] | EventsEnvelope).decode
 _decode_body = msgspec.json.Decoder(list[msgspec.Raw] | Envelope).decode
 _decode_event = msgspec.json.Decoder(Event).decode
 
@@ -76,6 +82,26 @@ class TimeWindow:
     @classmethod
     def around(cls, now: datetime, retention_days: int) -> TimeWindow:
         return cls(now - timedelta(days=retention_days), now + MAX_FUTURE)
+
+
+def decode_batch(body: bytes) -> list[Event | EventError]:
+    """Every event of the body, decoded, or the error that makes it invalid.
+
+    One msgspec call decodes a valid batch (the common case); only when that fails is
+    the body split and each event decoded alone, to name every invalid one.
+    """
+    try:
+        parsed = _decode_valid_batch(body)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        return [_decode_or_error(raw) for raw in split_body(body)]
+    return parsed.events if isinstance(parsed, EventsEnvelope) else parsed
+
+
+def _decode_or_error(raw: msgspec.Raw) -> Event | EventError:
+    try:
+        return decode_event(raw)
+    except EventError as error:
+        return error
 
 
 def split_body(body: bytes) -> list[msgspec.Raw]:
@@ -130,7 +156,7 @@ def to_row(event: Event, project_id: int, window: TimeWindow) -> tuple:
         event.error_message,
         event.request_bytes,
         event.response_bytes,
-        attributes.decode(),
+        jsonb_value(attributes),
     )
 
 

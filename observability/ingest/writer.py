@@ -9,15 +9,28 @@ from django.db import IntegrityError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import sql
 
-# Column order of every row handed to the writers below.
+# Column order of every row handed to the writers below, and the types the rows are
+# sent as. Binary COPY: each value is dumped by psycopg's C code in PostgreSQL's wire
+# format, about ten times cheaper per row than the text format.
 COLUMNS = (
     "time", "project_id", "service", "endpoint", "method", "status_code", "latency_ms",
     "event_id", "trace_id", "span_id", "environment", "host", "error_message",
     "request_bytes", "response_bytes", "attributes",
 )  # fmt: skip
+COPY_TYPES = (
+    "timestamptz", "int8", "text", "text", "text", "int2", "float8",
+    "uuid", "text", "text", "text", "text", "text",
+    "int8", "int8",
+    # jsonb's binary form is a version byte and the JSON text; the JSON is already text,
+    # so it is sent as raw bytes (see jsonb_value) instead of being decoded and re-encoded.
+    "bytea",
+)  # fmt: skip
+JSONB_FORMAT_VERSION = b"\x01"
 _COLUMN_LIST = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
 
-COPY_INTO_TABLE = sql.SQL("COPY api_request ({columns}) FROM STDIN").format(columns=_COLUMN_LIST)
+COPY_INTO_TABLE = sql.SQL("COPY api_request ({columns}) FROM STDIN (FORMAT BINARY)").format(
+    columns=_COLUMN_LIST
+)
 
 # The slow path for batches that repeat already stored events: stage them in a
 # per-session temporary table (emptied at every commit), then insert the new ones only.
@@ -25,7 +38,7 @@ CREATE_STAGING = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS ingest_staging "
     "(LIKE api_request INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
-COPY_INTO_STAGING = sql.SQL("COPY ingest_staging ({columns}) FROM STDIN").format(
+COPY_INTO_STAGING = sql.SQL("COPY ingest_staging ({columns}) FROM STDIN (FORMAT BINARY)").format(
     columns=_COLUMN_LIST
 )
 INSERT_NEW_FROM_STAGING = sql.SQL(
@@ -34,8 +47,13 @@ INSERT_NEW_FROM_STAGING = sql.SQL(
 ).format(columns=_COLUMN_LIST)
 
 
+def jsonb_value(json_text: bytes) -> bytes:
+    """The `attributes` value of a row: JSON text in jsonb's binary wire form."""
+    return JSONB_FORMAT_VERSION + json_text
+
+
 def copy_rows(connection: BaseDatabaseWrapper, rows: Iterable[Sequence]) -> int:
-    """COPY rows (tuples in COLUMNS order, attributes as JSON text) into the table.
+    """COPY rows (tuples in COLUMNS order, attributes from jsonb_value) into the table.
 
     Fails on a duplicate (event_id, time); `store_rows` handles that. Returns the count.
     """
@@ -72,6 +90,7 @@ def _copy(
     # (OperationalError, IntegrityError), as for any other query.
     with connection.wrap_database_errors, connection.cursor() as cursor:
         with cursor.cursor.copy(statement) as copy:
+            copy.set_types(COPY_TYPES)
             for row in rows:
                 copy.write_row(row)
                 count += 1

@@ -3,7 +3,7 @@
 `api_request` is created with hand-written DDL because its shape depends on the
 analytics backend (see observability/analytics/backend.py): natively partitioned by
 day on the portable backend, a plain table that 0002 turns into a hypertable on
-TimescaleDB. Both need a primary key that contains `time`.
+TimescaleDB. Both need a primary key that contains `time`: (event_id, time).
 """
 
 import uuid
@@ -16,7 +16,7 @@ from django.db import migrations, models
 from observability.analytics import backend
 
 COLUMNS = """
-    id bigint NOT NULL DEFAULT nextval('api_request_id_seq'),
+    event_id uuid NOT NULL DEFAULT gen_random_uuid(),
     time timestamptz NOT NULL,
     project_id bigint NOT NULL,
     service varchar(128) NOT NULL,
@@ -24,7 +24,6 @@ COLUMNS = """
     method varchar(16) NOT NULL,
     status_code smallint NOT NULL,
     latency_ms double precision NOT NULL,
-    event_id uuid NOT NULL DEFAULT gen_random_uuid(),
     trace_id varchar(32) NOT NULL DEFAULT '',
     span_id varchar(16) NOT NULL DEFAULT '',
     environment varchar(64) NOT NULL DEFAULT '',
@@ -33,13 +32,11 @@ COLUMNS = """
     request_bytes bigint NULL,
     response_bytes bigint NULL,
     attributes jsonb NOT NULL DEFAULT '{}'::jsonb,
-    CONSTRAINT api_request_pkey PRIMARY KEY (id, time),
-    CONSTRAINT api_req_event_time_uniq UNIQUE (event_id, time)
+    CONSTRAINT api_request_pkey PRIMARY KEY (event_id, time)
 """
 
 INDEXES = [
     "CREATE INDEX api_req_project_time ON api_request (project_id, time DESC)",
-    "CREATE INDEX api_req_project_svc_time ON api_request (project_id, service, time DESC)",
 ]
 
 
@@ -50,9 +47,7 @@ def create_request_table(apps, schema_editor):
         raise RuntimeError(f"cannot create api_request: {choice.reason}")
     partition_clause = "PARTITION BY RANGE (time)" if choice.name == backend.POSTGRES else ""
     statements = [
-        "CREATE SEQUENCE api_request_id_seq AS bigint",
         f"CREATE TABLE api_request ({COLUMNS}) {partition_clause}",
-        "ALTER SEQUENCE api_request_id_seq OWNED BY api_request.id",
         *INDEXES,
     ]
     if choice.name == backend.POSTGRES:
@@ -176,7 +171,18 @@ class Migration(migrations.Migration):
                 migrations.CreateModel(
                     name="ApiRequest",
                     fields=[
-                        ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                        (
+                            "pk",
+                            models.CompositePrimaryKey(
+                                "event_id",
+                                "time",
+                                blank=True,
+                                editable=False,
+                                primary_key=True,
+                                serialize=False,
+                            ),
+                        ),
+                        ("event_id", models.UUIDField(default=uuid.uuid4)),
                         ("time", models.DateTimeField()),
                         ("service", models.CharField(max_length=128)),
                         ("endpoint", models.CharField(max_length=512)),
@@ -196,7 +202,6 @@ class Migration(migrations.Migration):
                                 validators=[django.core.validators.MinValueValidator(0)]
                             ),
                         ),
-                        ("event_id", models.UUIDField(default=uuid.uuid4)),
                         ("trace_id", models.CharField(blank=True, default="", max_length=32)),
                         ("span_id", models.CharField(blank=True, default="", max_length=16)),
                         ("environment", models.CharField(blank=True, default="", max_length=64)),
@@ -219,15 +224,6 @@ class Migration(migrations.Migration):
                         "db_table": "api_request",
                         "indexes": [
                             models.Index(fields=["project", "-time"], name="api_req_project_time"),
-                            models.Index(
-                                fields=["project", "service", "-time"],
-                                name="api_req_project_svc_time",
-                            ),
-                        ],
-                        "constraints": [
-                            models.UniqueConstraint(
-                                fields=("event_id", "time"), name="api_req_event_time_uniq"
-                            ),
                         ],
                     },
                 ),

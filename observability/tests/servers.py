@@ -69,6 +69,10 @@ class Gunicorn:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         metrics_dir.mkdir(parents=True, exist_ok=True)
+        # A file, not a pipe: nobody reads a pipe while the server runs, and workers
+        # block once its 64 KiB buffer is full of log lines.
+        self.log_path = metrics_dir.parent / f"gunicorn-{self.port}.log"
+        self.log = open(self.log_path, "w+")  # closed in stop()
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -84,7 +88,7 @@ class Gunicorn:
             cwd=BASE_DIR,
             env=app_env(database_url, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), **env),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
             text=True,
         )
         self.wait_healthy()
@@ -93,7 +97,7 @@ class Gunicorn:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited:\n{self.process.stderr.read()[-3000:]}")
+                raise RuntimeError(f"gunicorn exited:\n{self.log_path.read_text()[-3000:]}")
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
@@ -104,6 +108,8 @@ class Gunicorn:
         return [child.pid for child in psutil.Process(self.process.pid).children()]
 
     def stop(self) -> str:
+        """Stop gracefully; returns what the server logged."""
         self.process.send_signal(signal.SIGTERM)
-        _, stderr = self.process.communicate(timeout=60)
-        return stderr
+        self.process.wait(timeout=60)
+        self.log.close()
+        return self.log_path.read_text()

@@ -17,7 +17,7 @@ def test_create_stores_the_request_in_the_keys_project(api, project):
 
     assert response.status_code == 201, response.json()
     body = response.json()
-    stored = ApiRequest.objects.get(pk=body["id"])
+    stored = ApiRequest.objects.get(event_id=body["event_id"])
     assert stored.project_id == project.pk
     assert stored.method == "POST"
     assert stored.trace_id == "a" * 32
@@ -92,9 +92,9 @@ def test_malformed_json_is_a_400(api):
 def test_retrieve_returns_utc_times(api, project):
     row = make_request(project, error_message="boom", status_code=503)
 
-    body = api.get(f"{URL}{row.pk}/").json()
+    body = api.get(f"{URL}{row.event_id!s}/").json()
 
-    assert body["id"] == row.pk
+    assert body["event_id"] == str(row.event_id)
     assert body["time"].endswith("Z")
     assert body["status_class"] == "5xx"
     assert body["error_message"] == "boom"
@@ -103,17 +103,17 @@ def test_retrieve_returns_utc_times(api, project):
 def test_another_projects_request_is_a_404(api, other_project):
     foreign = make_request(other_project)
 
-    assert api.get(f"{URL}{foreign.pk}/").status_code == 404
-    assert api.delete(f"{URL}{foreign.pk}/").status_code == 404
-    assert ApiRequest.objects.filter(pk=foreign.pk).exists()
+    assert api.get(f"{URL}{foreign.event_id!s}/").status_code == 404
+    assert api.delete(f"{URL}{foreign.event_id!s}/").status_code == 404
+    assert ApiRequest.objects.filter(event_id=foreign.event_id).exists()
 
 
 def test_delete(api, project):
     row = make_request(project)
 
-    assert api.delete(f"{URL}{row.pk}/").status_code == 204
-    assert not ApiRequest.objects.filter(pk=row.pk).exists()
-    assert api.get(f"{URL}{row.pk}/").status_code == 404
+    assert api.delete(f"{URL}{row.event_id!s}/").status_code == 204
+    assert not ApiRequest.objects.filter(event_id=row.event_id).exists()
+    assert api.get(f"{URL}{row.event_id!s}/").status_code == 404
 
 
 def test_list_is_newest_first_and_only_the_keys_project(api, project, other_project):
@@ -123,19 +123,25 @@ def test_list_is_newest_first_and_only_the_keys_project(api, project, other_proj
 
     results = api.get(URL).json()["results"]
 
-    assert [r["id"] for r in results] == [rows[1].pk, rows[2].pk, rows[0].pk]
+    assert [r["event_id"] for r in results] == [
+        str(rows[1].event_id),
+        str(rows[2].event_id),
+        str(rows[0].event_id),
+    ]
 
 
 def test_cursor_pagination_visits_every_row_once_even_with_equal_times(api, project):
     moment = timezone.now() - timedelta(minutes=2)
     # Ten rows share one timestamp: the cursor must still not skip or repeat any.
-    expected = {make_request(project, time=moment).pk for _ in range(10)}
-    expected |= {make_request(project, time=moment - timedelta(seconds=s)).pk for s in range(1, 8)}
+    expected = {str(make_request(project, time=moment).event_id) for _ in range(10)}
+    expected |= {
+        str(make_request(project, time=moment - timedelta(seconds=s)).event_id) for s in range(1, 8)
+    }
 
     seen, url = [], f"{URL}?page_size=4"
     while url:
         page = api.get(url).json()
-        seen += [row["id"] for row in page["results"]]
+        seen += [row["event_id"] for row in page["results"]]
         url = page["next"]
 
     assert len(seen) == len(expected) == len(set(seen))
@@ -149,7 +155,7 @@ def test_oldest_first_ordering(api, project):
 
     results = api.get(f"{URL}?ordering=time").json()["results"]
 
-    assert [r["id"] for r in results] == [old.pk, new.pk]
+    assert [r["event_id"] for r in results] == [str(old.event_id), str(new.event_id)]
 
 
 @pytest.mark.parametrize(

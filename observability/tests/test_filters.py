@@ -14,7 +14,7 @@ URL = "/api/v1/requests/"
 def ids(api, query: str) -> set[int]:
     response = api.get(f"{URL}?{query}")
     assert response.status_code == 200, response.json()
-    return {row["id"] for row in response.json()["results"]}
+    return {row["event_id"] for row in response.json()["results"]}
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def rows(project):
     ],
 )
 def test_dimension_filters(api, rows, query, expected):
-    assert ids(api, query) == {rows[name].pk for name in expected}
+    assert ids(api, query) == {str(rows[name].event_id) for name in expected}
 
 
 def test_time_window_is_from_inclusive_to_exclusive(api, project):
@@ -89,8 +89,8 @@ def test_time_window_is_from_inclusive_to_exclusive(api, project):
 
     found = ids(api, "from=2026-11-26T12:00:00Z&to=2026-11-26T13:00:00Z")
 
-    assert found == {at_from.pk, inside.pk}
-    assert at_to.pk not in found
+    assert found == {str(at_from.event_id), str(inside.event_id)}
+    assert str(at_to.event_id) not in found
 
 
 def test_offsets_are_honoured_and_utc_is_returned(api, project):
@@ -99,7 +99,7 @@ def test_offsets_are_honoured_and_utc_is_returned(api, project):
     # 11:30+02:00 is 09:30Z, 12:30+02:00 is 10:30Z; the offset's '+' is URL-encoded.
     response = api.get(f"{URL}?from=2026-11-26T11:30:00%2B02:00&to=2026-11-26T12:30:00%2B02:00")
 
-    assert [r["id"] for r in response.json()["results"]] == [row.pk]
+    assert [r["event_id"] for r in response.json()["results"]] == [str(row.event_id)]
     assert response.json()["results"][0]["time"] == "2026-11-26T10:00:00Z"
 
 
@@ -107,13 +107,15 @@ def test_unencoded_plus_in_an_offset_is_understood(api, project):
     row = make_request(project, time=datetime(2026, 11, 26, 10, 0, tzinfo=UTC))
 
     # A client that forgot to encode '+' sends a space.
-    assert ids(api, "from=2026-11-26T11:30:00+02:00&to=2026-11-26T12:30:00+02:00") == {row.pk}
+    assert ids(api, "from=2026-11-26T11:30:00+02:00&to=2026-11-26T12:30:00+02:00") == {
+        str(row.event_id)
+    }
 
 
 def test_naive_datetimes_are_utc(api, project):
     row = make_request(project, time=datetime(2026, 11, 26, 10, 0, tzinfo=UTC))
 
-    assert ids(api, "from=2026-11-26T09:59:00&to=2026-11-26T10:01:00") == {row.pk}
+    assert ids(api, "from=2026-11-26T09:59:00&to=2026-11-26T10:01:00") == {str(row.event_id)}
 
 
 @pytest.mark.parametrize(

@@ -51,22 +51,21 @@ def test_request_table_is_time_partitioned_on_this_backend():
         )
 
 
-def test_keys_include_time_and_event_ids_are_unique_per_time():
+def test_the_key_is_event_id_and_time():
     definitions = dict(
         fetch(
             "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
             "WHERE conrelid = 'api_request'::regclass"
         )
     )
-    assert definitions["api_request_pkey"] == 'PRIMARY KEY (id, "time")'
-    assert definitions["api_req_event_time_uniq"] == 'UNIQUE (event_id, "time")'
+    assert definitions["api_request_pkey"] == 'PRIMARY KEY (event_id, "time")'
 
 
 def test_the_list_query_uses_the_project_time_index(project):
     for _ in range(3):
         make_request(project)
     connection.cursor().execute("SET LOCAL enable_seqscan = off")
-    queryset = ApiRequest.objects.filter(project_id=project.pk).order_by("-time", "-id")[:100]
+    queryset = ApiRequest.objects.filter(project_id=project.pk).order_by("-time", "-event_id")[:100]
 
     plan = queryset.explain()
 
@@ -84,7 +83,9 @@ def test_rows_with_no_daily_partition_land_in_the_default_one(project):
         pytest.skip("partitions are TimescaleDB chunks on this backend")
     old = make_request(project, time=datetime(2020, 1, 1, 12, tzinfo=UTC))
 
-    (where,) = fetch("SELECT tableoid::regclass::text FROM api_request WHERE id = %s", [old.pk])[0]
+    (where,) = fetch(
+        "SELECT tableoid::regclass::text FROM api_request WHERE event_id = %s", [old.event_id]
+    )[0]
 
     assert where == partitions.DEFAULT_PARTITION
 
@@ -101,12 +102,12 @@ def test_creating_a_partition_moves_its_rows_out_of_the_default_one(project):
     assert created == [day]
     placement = dict(
         fetch(
-            "SELECT id, tableoid::regclass::text FROM api_request WHERE project_id = %s",
+            "SELECT event_id, tableoid::regclass::text FROM api_request WHERE project_id = %s",
             [project.pk],
         )
     )
-    assert {placement[row.pk] for row in inside} == {partitions.partition_name(day)}
-    assert placement[outside.pk] == partitions.DEFAULT_PARTITION
+    assert {placement[row.event_id] for row in inside} == {partitions.partition_name(day)}
+    assert placement[outside.event_id] == partitions.DEFAULT_PARTITION
     assert ApiRequest.objects.filter(project=project).count() == 4
     assert partitions.ensure_daily_partitions(connection, day, day) == []  # idempotent
 

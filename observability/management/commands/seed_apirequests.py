@@ -12,7 +12,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from observability.analytics import backend, partitions
-from observability.ingest.writer import copy_rows
+from observability.ingest.writer import copy_rows, jsonb_value
 from observability.models import ApiRequest, Project
 from observability.seeding import CATALOGUE, TrafficGenerator
 
@@ -95,7 +95,7 @@ class Command(BaseCommand):
                     e["error_message"],
                     e["request_bytes"],
                     e["response_bytes"],
-                    orjson.dumps(e["attributes"]).decode(),
+                    jsonb_value(orjson.dumps(e["attributes"])),
                 )
                 for e in batch
             ),

@@ -1,0 +1,262 @@
+"""`make bench-ingest`: REST and OTLP ingest throughput against its limits.
+
+One run on this machine (client, app and database share its cores):
+  1. a scratch embedded PostgreSQL, migrated, and gunicorn with 2 workers;
+  2. pre-built 1,000-event JSON batches streamed over loopback for --seconds;
+  3. the same kind of rows COPYed straight into the table with psycopg (the limit);
+  4. the same events through Django ORM bulk_create (the naive path);
+  5. OTLP protobuf exports of 1,000 SERVER spans through /v1/traces.
+Writes reports/bench/ingest.json and prints it as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import orjson
+import psutil
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(BASE_DIR))
+
+from observability.tests.servers import Gunicorn, manage, scratch_postgres  # noqa: E402
+
+BATCH = 1000
+SERVICES = [f"service-{n}" for n in range(10)]
+ENDPOINTS = [f"/api/resource{n}/{{id}}" for n in range(20)]
+
+
+def make_events(count: int, now: datetime) -> list[dict]:
+    return [
+        {
+            "event_id": str(uuid.uuid4()),
+            "time": (now - timedelta(milliseconds=n % 60_000)).isoformat(),
+            "service": SERVICES[n % len(SERVICES)],
+            "endpoint": ENDPOINTS[n % len(ENDPOINTS)],
+            "method": "GET" if n % 4 else "POST",
+            "status_code": 500 if n % 97 == 0 else 200,
+            "latency_ms": 5.0 + (n * 7919) % 400,
+            "trace_id": uuid.uuid4().hex,
+            "span_id": uuid.uuid4().hex[:16],
+            "environment": "production",
+            "host": f"host-{n % 8}",
+            "attributes": {"region": "eu-west-1"},
+        }
+        for n in range(count)
+    ]
+
+
+def stream(
+    url: str, headers: dict, bodies: list[bytes], threads: int, seconds: float, content_type: str
+) -> tuple[int, float, list[float]]:
+    """Send bodies from several threads until time is up; returns (items, elapsed, latencies)."""
+    latencies: list[float] = []
+    next_body = iter(bodies)
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+    sent = [0]
+
+    def worker():
+        with httpx.Client(headers={**headers, "Content-Type": content_type}, timeout=60) as client:
+            while time.perf_counter() < deadline:
+                with lock:
+                    body = next(next_body, None)
+                if body is None:
+                    return
+                started = time.perf_counter()
+                response = client.post(url, content=body)
+                elapsed = time.perf_counter() - started
+                if response.status_code != 200:
+                    raise RuntimeError(f"{response.status_code}: {response.text[:500]}")
+                with lock:
+                    latencies.append(elapsed)
+                    sent[0] += 1
+
+    started = time.perf_counter()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return sent[0] * BATCH, time.perf_counter() - started, latencies
+
+
+class RssSampler(threading.Thread):
+    """Peak resident memory of gunicorn's workers, sampled every 100 ms."""
+
+    def __init__(self, server: Gunicorn):
+        super().__init__(daemon=True)
+        self.server, self.peak_mb, self.running = server, 0.0, True
+
+    def run(self):
+        while self.running:
+            for pid in self.server.worker_pids():
+                try:
+                    rss = psutil.Process(pid).memory_info().rss / 2**20
+                except psutil.NoSuchProcess:
+                    continue
+                self.peak_mb = max(self.peak_mb, rss)
+            time.sleep(0.1)
+
+
+def rows_for(events: list[dict], project_id: int) -> list[tuple]:
+    from observability.ingest.writer import jsonb_value
+
+    return [
+        (datetime.fromisoformat(e["time"]), project_id, e["service"], e["endpoint"], e["method"],
+         e["status_code"], e["latency_ms"], uuid.UUID(e["event_id"]), e["trace_id"], e["span_id"],
+         e["environment"], e["host"], "", None, None, jsonb_value(orjson.dumps(e["attributes"])))
+        for e in events
+    ]  # fmt: skip
+
+
+def copy_baseline(database_url: str, events: list[dict]) -> float:
+    """Raw psycopg COPY into api_request, one transaction per 1,000 rows."""
+    import psycopg
+
+    from observability.ingest.writer import COPY_INTO_TABLE, COPY_TYPES
+
+    rows = rows_for(events, project_id=1)
+    with psycopg.connect(database_url) as conn:
+        started = time.perf_counter()
+        for start in range(0, len(rows), BATCH):
+            with conn.transaction(), conn.cursor() as cursor, cursor.copy(COPY_INTO_TABLE) as copy:
+                copy.set_types(COPY_TYPES)
+                for row in rows[start : start + BATCH]:
+                    copy.write_row(row)
+        return len(rows) / (time.perf_counter() - started)
+
+
+def orm_baseline(events: list[dict]) -> float:
+    """Django ORM bulk_create of the same events, 1,000 per call."""
+    from observability.models import ApiRequest
+
+    objects = [
+        ApiRequest(project_id=1, time=datetime.fromisoformat(e["time"]), service=e["service"],
+                   endpoint=e["endpoint"], method=e["method"], status_code=e["status_code"],
+                   latency_ms=e["latency_ms"], event_id=uuid.UUID(e["event_id"]),
+                   trace_id=e["trace_id"], span_id=e["span_id"], environment=e["environment"],
+                   host=e["host"], attributes=e["attributes"])
+        for e in events
+    ]  # fmt: skip
+    started = time.perf_counter()
+    for start in range(0, len(objects), BATCH):
+        ApiRequest.objects.bulk_create(objects[start : start + BATCH])
+    return len(objects) / (time.perf_counter() - started)
+
+
+def otlp_bodies(count: int) -> list[bytes]:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+    def attr(key, **value):
+        return KeyValue(key=key, value=AnyValue(**value))
+
+    now_ns = time.time_ns()
+    bodies = []
+    for _ in range(count):
+        request = ExportTraceServiceRequest()
+        resource_spans = request.resource_spans.add()
+        resource_spans.resource.attributes.append(attr("service.name", string_value="otel-svc"))
+        spans = resource_spans.scope_spans.add().spans
+        for n in range(BATCH):
+            start = now_ns - n * 1_000_000
+            spans.add(
+                trace_id=os.urandom(16), span_id=os.urandom(8), name="GET /items/{id}",
+                kind=Span.SPAN_KIND_SERVER, start_time_unix_nano=start,
+                end_time_unix_nano=start + 12_000_000,
+                attributes=[attr("http.request.method", string_value="GET"),
+                            attr("http.route", string_value=ENDPOINTS[n % len(ENDPOINTS)]),
+                            attr("http.response.status_code", int_value=200)],
+            )  # fmt: skip
+        bodies.append(request.SerializeToString())
+    return bodies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--otlp-seconds", type=float, default=15)
+    parser.add_argument("--client-threads", type=int, default=4)
+    parser.add_argument("--output", default=str(BASE_DIR / "reports" / "bench" / "ingest.json"))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as scratch, \
+            scratch_postgres(Path(scratch)) as database:  # fmt: skip
+        key = manage(database.url(), "create_api_key", "--project", "bench").strip()
+        headers = {"Authorization": f"Bearer {key}"}
+        # Sized for well above the targets, so the run is time-bound, not data-bound.
+        capacity = int(args.seconds * 60_000 / BATCH) + 1
+        print(f"building {capacity} batches of {BATCH} events...", file=sys.stderr)
+        now = datetime.now(UTC)
+        bodies = [orjson.dumps(make_events(BATCH, now)) for _ in range(capacity)]
+
+        server = Gunicorn(database.url(), Path(scratch) / "metrics", workers=2,
+                          DATABASE_CONN_MAX_AGE="60")  # fmt: skip
+        sampler = RssSampler(server)
+        sampler.start()
+        try:
+            events, elapsed, latencies = stream(
+                f"{server.url}/api/v1/ingest/",
+                headers,
+                bodies,
+                args.client_threads,
+                args.seconds,
+                "application/json",
+            )
+            print(f"REST: {events} events in {elapsed:.1f}s", file=sys.stderr)
+            spans_body = otlp_bodies(int(args.otlp_seconds * 40_000 / BATCH) + 1)
+            spans, otlp_elapsed, _ = stream(
+                f"{server.url}/v1/traces",
+                headers,
+                spans_body,
+                args.client_threads,
+                args.otlp_seconds,
+                "application/x-protobuf",
+            )
+        finally:
+            sampler.running = False
+            server.stop()
+
+        baseline_events = make_events(200_000, datetime.now(UTC))
+        copy_rate = copy_baseline(database.url(), baseline_events)
+        os.environ["DATABASE_URL"] = database.url()  # the ORM baseline's Django uses it
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apm_platform.ci_settings")
+        import django
+
+        django.setup()
+        orm_rate = orm_baseline(make_events(50_000, datetime.now(UTC)))
+
+    events_per_s = events / elapsed
+    result = {
+        "events_per_s": round(events_per_s),
+        "copy_rows_per_s": round(copy_rate),
+        "orm_rows_per_s": round(orm_rate),
+        "ratio_vs_copy": round(events_per_s / copy_rate, 3),
+        "ratio_vs_orm": round(events_per_s / orm_rate, 2),
+        "batch_p99_ms": round(statistics.quantiles(latencies, n=100)[98] * 1000, 1),
+        "worker_peak_rss_mb": round(sampler.peak_mb, 1),
+        "otlp_spans_per_s": round(spans / otlp_elapsed),
+        "batches": len(latencies),
+        "seconds": round(elapsed, 1),
+        "client_threads": args.client_threads,
+    }
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    print(orjson.dumps(result).decode())
+
+
+if __name__ == "__main__":
+    main()
