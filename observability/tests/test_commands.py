@@ -90,3 +90,43 @@ def test_seed_rejects_bad_arguments():
         run("seed_apirequests", "--count", "-1")
     with pytest.raises(CommandError):
         run("seed_apirequests", "--services", "nope")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seed_via_api_posts_to_a_live_server(live_server, project):
+    from observability.models import ApiKey
+
+    _, key = ApiKey.objects.issue(project, "seed", ["ingest"])
+
+    run(
+        "seed_apirequests",
+        "--count",
+        "1200",
+        "--days",
+        "1",
+        "--via",
+        "api",
+        "--url",
+        live_server.url,
+        "--api-key",
+        key,
+        "--batch-size",
+        "500",
+    )
+
+    assert ApiRequest.objects.filter(project=project).count() == 1200
+
+
+def test_seed_via_api_reports_a_server_refusal(live_server):
+    with pytest.raises(CommandError, match="401"):
+        run(
+            "seed_apirequests",
+            "--count",
+            "10",
+            "--via",
+            "api",
+            "--url",
+            live_server.url,
+            "--api-key",
+            "apm_000000000000_nope",
+        )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+import urllib.error
+import urllib.request
 from datetime import timedelta
 
 import orjson
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
@@ -13,7 +17,7 @@ from tqdm import tqdm
 
 from observability.analytics import backend, partitions
 from observability.ingest.writer import copy_rows, jsonb_value
-from observability.models import ApiRequest, Project
+from observability.models import ApiKey, ApiRequest, Project
 from observability.seeding import CATALOGUE, TrafficGenerator
 
 
@@ -39,9 +43,18 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--via",
-            choices=["copy", "orm"],
+            choices=["copy", "orm", "api"],
             default="copy",
-            help="copy: PostgreSQL COPY (fast); orm: Django bulk_create.",
+            help="copy: PostgreSQL COPY (fast); orm: Django bulk_create; api: POST batches "
+            "to a running server's /api/v1/ingest/ (see --url, --api-key).",
+        )
+        parser.add_argument(
+            "--url", default="http://127.0.0.1:8000", help="With --via api: the server's base URL."
+        )
+        parser.add_argument(
+            "--api-key",
+            default=None,
+            help="With --via api: an ingest key (default: the demo key file).",
         )
         parser.add_argument("--project", default="demo", help="Project slug (created if missing).")
         parser.add_argument(
@@ -59,7 +72,17 @@ class Command(BaseCommand):
         start = end - timedelta(days=days)
         generator = TrafficGenerator(start=start, end=end, services=services, seed=seed)
         prepare_partitions(start, end)
-        write = self._write_copy if via == "copy" else self._write_orm
+        if via == "api":
+            key = options["api_key"] or ApiKey.objects.reuse_or_issue(
+                project_obj, "demo", settings.APM_DEMO_KEY_FILE
+            )
+            write = functools.partial(
+                post_batch, f"{options['url'].rstrip('/')}/api/v1/ingest/", key
+            )
+        else:
+            write = functools.partial(
+                self._write_copy if via == "copy" else self._write_orm, project_obj.pk
+            )
         events = generator.events(count)
         with tqdm(
             total=count,
@@ -70,7 +93,7 @@ class Command(BaseCommand):
         ) as progress:
             while batch := list(itertools.islice(events, batch_size)):
                 with transaction.atomic():
-                    write(project_obj.pk, batch)
+                    write(batch)
                 progress.update(len(batch))
         self.stdout.write(f"seeded {count} requests into project {project} over {days:g} days")
 
@@ -104,6 +127,21 @@ class Command(BaseCommand):
     @staticmethod
     def _write_orm(project_id: int, batch: list[dict]) -> None:
         ApiRequest.objects.bulk_create(ApiRequest(project_id=project_id, **e) for e in batch)
+
+
+def post_batch(url: str, key: str, batch: list[dict]) -> None:
+    """POST one batch to a running server's ingest endpoint, like any client would."""
+    request = urllib.request.Request(  # noqa: S310 - the operator's own --url
+        url, data=orjson.dumps(batch), method="POST",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            response.read()
+    except urllib.error.HTTPError as exc:
+        raise CommandError(f"{url} answered {exc.code}: {exc.read()[:500].decode()}") from exc
+    except urllib.error.URLError as exc:
+        raise CommandError(f"cannot reach {url}: {exc.reason}") from exc
 
 
 def prepare_partitions(start, end) -> None:
