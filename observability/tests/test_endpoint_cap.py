@@ -4,7 +4,7 @@ import pytest
 
 from observability.ingest import endpoints
 from observability.models import ApiRequest, Endpoint
-from observability.tests.test_ingest_valid import event
+from observability.tests.utils import event_payload as event
 
 pytestmark = pytest.mark.django_db
 

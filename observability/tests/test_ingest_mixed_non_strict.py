@@ -3,7 +3,7 @@
 import pytest
 
 from observability.models import ApiRequest
-from observability.tests.test_ingest_valid import event
+from observability.tests.utils import event_payload as event
 
 pytestmark = pytest.mark.django_db
 

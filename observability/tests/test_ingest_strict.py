@@ -8,8 +8,8 @@ import pytest
 from django.utils import timezone
 
 from observability.models import ApiRequest
-from observability.tests.test_ingest_valid import event
 from observability.tests.utils import client_with, make_key
+from observability.tests.utils import event_payload as event
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/ingest/"

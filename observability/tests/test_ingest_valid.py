@@ -1,7 +1,6 @@
 """REST batch ingest of valid events: what is stored, idempotency, encodings."""
 
 import gzip
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -10,23 +9,10 @@ from django.utils import timezone
 
 from observability.models import ApiRequest, Endpoint
 from observability.tests.utils import client_with, make_key
+from observability.tests.utils import event_payload as event
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/ingest/"
-
-
-def event(**fields) -> dict:
-    base = {
-        "time": (timezone.now() - timedelta(seconds=30)).isoformat(),
-        "service": "checkout",
-        "endpoint": "/cart",
-        "method": "GET",
-        "status_code": 200,
-        "latency_ms": 12.5,
-        "event_id": str(uuid.uuid4()),
-    }
-    base.update(fields)
-    return base
 
 
 def test_a_batch_is_stored_with_every_field(ingest, project):

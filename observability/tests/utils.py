@@ -41,8 +41,9 @@ def make_request(project: Project, time: datetime | None = None, **fields) -> Ap
 
 
 def event_payload(**fields) -> dict:
-    """A valid JSON body for creating one request."""
+    """A valid event (JSON-ready) for ingest or for creating one request."""
     payload = {
+        "event_id": str(uuid.uuid4()),
         "time": (timezone.now() - timedelta(minutes=1)).isoformat(),
         "service": "checkout",
         "endpoint": "/cart",
