@@ -228,6 +228,16 @@ APM_ANALYTICS_BACKEND = env_choice(
 APM_RAW_RETENTION_DAYS = env_int("APM_RAW_RETENTION_DAYS", 30, minimum=1)
 APM_HOURLY_RETENTION_DAYS = env_int("APM_HOURLY_RETENTION_DAYS", 180, minimum=1)
 APM_DAILY_RETENTION_DAYS = env_int("APM_DAILY_RETENTION_DAYS", 1095, minimum=1)
+# Apdex threshold T of services without their own (admin: Service settings).
+APM_APDEX_T_MS = env_float("APM_APDEX_T_MS", 300.0)
+# Rankings rank rates (error rate, percentiles, Apdex) only for endpoints with this many hits.
+APM_TOP_MIN_HITS = env_int("APM_TOP_MIN_HITS", 20, minimum=1)
+# Analytics queries: longest window (days) and most points of a time series.
+APM_MAX_WINDOW_DAYS = env_int("APM_MAX_WINDOW_DAYS", 1095, minimum=1)
+APM_MAX_POINTS = env_int("APM_MAX_POINTS", 10_000, minimum=1)
+# Portable backend: a closed hour is materialised this long after it ends, so that
+# transactions still writing into it have committed.
+APM_ROLLUP_GRACE_S = env_int("APM_ROLLUP_GRACE_S", 120, minimum=0)
 # Daily partitions kept ready ahead of time (portable backend).
 APM_PARTITIONS_AHEAD_DAYS = env_int("APM_PARTITIONS_AHEAD_DAYS", 3, minimum=1)
 APM_INGEST_MAX_EVENTS = env_int("APM_INGEST_MAX_EVENTS", 10_000, minimum=1)

@@ -191,6 +191,10 @@ class ApiRequest(models.Model):
     request_bytes = models.BigIntegerField(null=True, blank=True)
     response_bytes = models.BigIntegerField(null=True, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
+    # The service's Apdex threshold when the request was received (ServiceSettings), so
+    # rollups count satisfied/tolerating requests without joining the settings table, and
+    # a changed threshold applies to requests received after the change.
+    apdex_t_ms = models.FloatField(default=300.0)
 
     class Meta:
         db_table = "api_request"
@@ -245,3 +249,39 @@ class IngestBucket(models.Model):
 
     def __str__(self) -> str:
         return f"bucket of key {self.key_id}: {self.tokens:.0f} events"
+
+
+class ServiceSettingsQuerySet(models.QuerySet):
+    def apdex_thresholds(self, project_id: int, services: set[str]) -> dict[str, float]:
+        """Apdex T of each service; the APM_APDEX_T_MS default for services without settings."""
+        found = dict(
+            self.filter(project_id=project_id, service__in=services).values_list(
+                "service", "apdex_t_ms"
+            )
+        )
+        return {service: found.get(service, settings.APM_APDEX_T_MS) for service in services}
+
+
+class ServiceSettings(models.Model):
+    """Per-service options. Apdex: satisfied <= T, tolerating <= 4T, 5xx always frustrated."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    service = models.CharField(max_length=128)
+    apdex_t_ms = models.FloatField(
+        "Apdex T (ms)", default=300.0, validators=[MinValueValidator(1), MaxValueValidator(600_000)]
+    )
+
+    objects = ServiceSettingsQuerySet.as_manager()
+
+    class Meta:
+        db_table = "apm_service_settings"
+        verbose_name_plural = "service settings"
+        constraints = [
+            # Ingest looks thresholds up by (project, service).
+            models.UniqueConstraint(
+                fields=["project", "service"], name="apm_service_settings_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug}/{self.service}: T={self.apdex_t_ms:g} ms"

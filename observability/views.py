@@ -26,6 +26,7 @@ from observability.guards import ErrorSerializer
 from observability.ingest import endpoints, otlp, pipeline, ratelimit
 from observability.ingest.body import PayloadTooLarge, read_body
 from observability.ingest.events import BodyError, decode_batch
+from observability.ingest.thresholds import apdex_thresholds
 from observability.models import ApiKey, ApiRequest, Endpoint
 from observability.serializers import ApiRequestSerializer, EndpointSerializer
 
@@ -115,9 +116,12 @@ class ApiRequestViewSet(
         return row
 
     def perform_create(self, serializer):
+        project_id = self.request.auth.project_id
+        service = serializer.validated_data["service"]
+        threshold = apdex_thresholds(project_id, {service})[service]
         try:
             with transaction.atomic():
-                serializer.save(project_id=self.request.auth.project_id)
+                serializer.save(project_id=project_id, apdex_t_ms=threshold)
         except IntegrityError as exc:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
                 raise Conflict() from exc

@@ -125,7 +125,8 @@ def decode_event(raw: msgspec.Raw | bytes) -> Event:
 
 
 def to_row(event: Event, project_id: int, window: TimeWindow) -> tuple:
-    """The `api_request` row for a decoded event (COLUMNS order of ingest.writer)."""
+    """The `api_request` row for a decoded event, in the COLUMNS order of ingest.writer
+    but for the last column, the service's Apdex threshold (added by the pipeline)."""
     moment = _event_time(event.time, window)
     endpoint = _endpoint(event)
     attributes = bytes(event.attributes)

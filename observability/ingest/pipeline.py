@@ -12,6 +12,7 @@ from prometheus_client import Counter
 
 from observability.ingest import endpoints, writer
 from observability.ingest.events import Event, EventError, TimeWindow, to_row
+from observability.ingest.thresholds import apdex_thresholds
 
 INGESTED_EVENTS = Counter(
     "apm_ingest_events_total",
@@ -53,14 +54,10 @@ def validate(
 
 
 def store(rows: list[tuple], project_id: int, source: str, result: IngestResult) -> IngestResult:
-    """Cap endpoints, write the rows once each, and record the outcome."""
-    overflow = endpoints.overflowing(
-        project_id, {(row[2], row[3]) for row in rows}, settings.APM_ENDPOINT_CARDINALITY_CAP
-    )
-    if overflow:
-        rows = [_to_overflow(row) if (row[2], row[3]) in overflow else row for row in rows]
-        result.overflowed = sum(row[3] == endpoints.OVERFLOW_ENDPOINT for row in rows)
-        OVERFLOW_EVENTS.labels(source).inc(result.overflowed)
+    """Cap endpoints, add Apdex thresholds, write the rows once each, record the outcome."""
+    rows = complete_rows(rows, project_id)
+    result.overflowed = sum(row[3] == endpoints.OVERFLOW_ENDPOINT for row in rows)
+    OVERFLOW_EVENTS.labels(source).inc(result.overflowed)
     stored = writer.store_rows(connection, rows)
     result.accepted = len(rows)
     result.duplicates = len(rows) - stored
@@ -70,5 +67,17 @@ def store(rows: list[tuple], project_id: int, source: str, result: IngestResult)
     return result
 
 
-def _to_overflow(row: tuple) -> tuple:
-    return (*row[:3], endpoints.OVERFLOW_ENDPOINT, *row[4:])
+def complete_rows(rows: list[tuple], project_id: int) -> list[tuple]:
+    """Rows from to_row, with over-cap endpoints renamed and each service's Apdex T added."""
+    thresholds = apdex_thresholds(project_id, {row[2] for row in rows})
+    overflow = endpoints.overflowing(
+        project_id, {(row[2], row[3]) for row in rows}, settings.APM_ENDPOINT_CARDINALITY_CAP
+    )
+    if not overflow:
+        return [(*row, thresholds[row[2]]) for row in rows]
+    return [
+        (*row[:3], endpoints.OVERFLOW_ENDPOINT, *row[4:], thresholds[row[2]])
+        if (row[2], row[3]) in overflow
+        else (*row, thresholds[row[2]])
+        for row in rows
+    ]

@@ -15,7 +15,7 @@ from psycopg import sql
 COLUMNS = (
     "time", "project_id", "service", "endpoint", "method", "status_code", "latency_ms",
     "event_id", "trace_id", "span_id", "environment", "host", "error_message",
-    "request_bytes", "response_bytes", "attributes",
+    "request_bytes", "response_bytes", "attributes", "apdex_t_ms",
 )  # fmt: skip
 COPY_TYPES = (
     "timestamptz", "int8", "text", "text", "text", "int2", "float8",
@@ -24,6 +24,7 @@ COPY_TYPES = (
     # jsonb's binary form is a version byte and the JSON text; the JSON is already text,
     # so it is sent as raw bytes (see jsonb_value) instead of being decoded and re-encoded.
     "bytea",
+    "float4",
 )  # fmt: skip
 JSONB_FORMAT_VERSION = b"\x01"
 _COLUMN_LIST = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))

@@ -32,6 +32,7 @@ COLUMNS = """
     request_bytes bigint NULL,
     response_bytes bigint NULL,
     attributes jsonb NOT NULL DEFAULT '{}'::jsonb,
+    apdex_t_ms real NOT NULL DEFAULT 300,
     CONSTRAINT api_request_pkey PRIMARY KEY (event_id, time)
 """
 
@@ -165,6 +166,46 @@ class Migration(migrations.Migration):
             ],
             options={"db_table": "apm_ingest_bucket"},
         ),
+        migrations.CreateModel(
+            name="ServiceSettings",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("service", models.CharField(max_length=128)),
+                (
+                    "apdex_t_ms",
+                    models.FloatField(
+                        default=300.0,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(600000),
+                        ],
+                        verbose_name="Apdex T (ms)",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="observability.project",
+                    ),
+                ),
+            ],
+            options={
+                "db_table": "apm_service_settings",
+                "verbose_name_plural": "service settings",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("project", "service"), name="apm_service_settings_uniq"
+                    )
+                ],
+            },
+        ),
         migrations.SeparateDatabaseAndState(
             database_operations=[migrations.RunPython(create_request_table, drop_request_table)],
             state_operations=[
@@ -210,6 +251,7 @@ class Migration(migrations.Migration):
                         ("request_bytes", models.BigIntegerField(blank=True, null=True)),
                         ("response_bytes", models.BigIntegerField(blank=True, null=True)),
                         ("attributes", models.JSONField(blank=True, default=dict)),
+                        ("apdex_t_ms", models.FloatField(default=300.0)),
                         (
                             "project",
                             models.ForeignKey(

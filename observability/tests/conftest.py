@@ -25,14 +25,16 @@ def api(key):
 
 
 @pytest.fixture(autouse=True)
-def fresh_endpoint_cache():
-    """Each test's transaction is rolled back; the per-process admitted-endpoint cache
-    must not remember endpoints from a previous test."""
-    from observability.ingest import endpoints
+def fresh_ingest_caches():
+    """Each test's transaction is rolled back; the per-process caches of ingest (admitted
+    endpoints, Apdex thresholds) must not remember a previous test's data."""
+    from observability.ingest import endpoints, thresholds
 
     endpoints.forget_cache()
+    thresholds.forget_cache()
     yield
     endpoints.forget_cache()
+    thresholds.forget_cache()
 
 
 @pytest.fixture

@@ -115,7 +115,8 @@ def rows_for(events: list[dict], project_id: int) -> list[tuple]:
     return [
         (datetime.fromisoformat(e["time"]), project_id, e["service"], e["endpoint"], e["method"],
          e["status_code"], e["latency_ms"], uuid.UUID(e["event_id"]), e["trace_id"], e["span_id"],
-         e["environment"], e["host"], "", None, None, jsonb_value(orjson.dumps(e["attributes"])))
+         e["environment"], e["host"], "", None, None, jsonb_value(orjson.dumps(e["attributes"])),
+         300.0)
         for e in events
     ]  # fmt: skip
 

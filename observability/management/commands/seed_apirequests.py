@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from observability.analytics import backend, partitions
 from observability.ingest.writer import copy_rows, jsonb_value
-from observability.models import ApiKey, ApiRequest, Project
+from observability.models import ApiKey, ApiRequest, Project, ServiceSettings
 from observability.seeding import CATALOGUE, TrafficGenerator
 
 
@@ -80,8 +80,9 @@ class Command(BaseCommand):
                 post_batch, f"{options['url'].rstrip('/')}/api/v1/ingest/", key
             )
         else:
+            thresholds = ServiceSettings.objects.apdex_thresholds(project_obj.pk, set(services))
             write = functools.partial(
-                self._write_copy if via == "copy" else self._write_orm, project_obj.pk
+                self._write_copy if via == "copy" else self._write_orm, project_obj.pk, thresholds
             )
         events = generator.events(count)
         with tqdm(
@@ -98,7 +99,7 @@ class Command(BaseCommand):
         self.stdout.write(f"seeded {count} requests into project {project} over {days:g} days")
 
     @staticmethod
-    def _write_copy(project_id: int, batch: list[dict]) -> None:
+    def _write_copy(project_id: int, thresholds: dict[str, float], batch: list[dict]) -> None:
         copy_rows(
             connection,
             (
@@ -119,14 +120,18 @@ class Command(BaseCommand):
                     e["request_bytes"],
                     e["response_bytes"],
                     jsonb_value(orjson.dumps(e["attributes"])),
+                    thresholds[e["service"]],
                 )
                 for e in batch
             ),
         )
 
     @staticmethod
-    def _write_orm(project_id: int, batch: list[dict]) -> None:
-        ApiRequest.objects.bulk_create(ApiRequest(project_id=project_id, **e) for e in batch)
+    def _write_orm(project_id: int, thresholds: dict[str, float], batch: list[dict]) -> None:
+        ApiRequest.objects.bulk_create(
+            ApiRequest(project_id=project_id, apdex_t_ms=thresholds[e["service"]], **e)
+            for e in batch
+        )
 
 
 def post_batch(url: str, key: str, batch: list[dict]) -> None:

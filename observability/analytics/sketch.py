@@ -1,0 +1,63 @@
+"""The mergeable latency sketch: counts in log-spaced buckets.
+
+Bucket b (1-based, as pgvector indexes a sparsevec) holds latencies x with
+    b = clamp(ceil(ln(x / MIN_MS) / ln(GAMMA)) + 1, 1, BUCKETS)
+so bucket b >= 2 covers (MIN_MS * GAMMA^(b-2), MIN_MS * GAMMA^(b-1)]. Its representative
+value 2 * MIN_MS * GAMMA^(b-1) / (1 + GAMMA) is within RELATIVE_ERROR of every latency
+in it, so a quantile read from merged sketches is within RELATIVE_ERROR (0.89 %) of the
+exact `percentile_disc` of the same requests, for latencies between MIN_MS and
+MAX_EXACT_MS. Below (bucket 1) and above (the last bucket) the answer is clamped to the
+window's exact min and max.
+
+Merging is adding counts, so any set of rollup rows merges exactly: PostgreSQL sums
+the sketches (pgvector `sum(vector)`, in C) and this module reads quantiles from the
+sum. The same bucket formula is the SQL function `apm_sketch_index` (migration 0003);
+a test checks they agree.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+GAMMA = 1.018
+LN_GAMMA = math.log(GAMMA)
+MIN_MS = 0.01
+BUCKETS = 1024
+RELATIVE_ERROR = (GAMMA - 1) / (GAMMA + 1)
+MAX_EXACT_MS = MIN_MS * GAMMA ** (BUCKETS - 2)
+
+# Representative latency of each bucket, index 0 = bucket 1.
+_REPRESENTATIVES = np.array(
+    [MIN_MS] + [2 * MIN_MS * GAMMA ** (b - 1) / (1 + GAMMA) for b in range(2, BUCKETS + 1)]
+)
+
+
+def bucket_of(latency_ms: float) -> int:
+    """The 1-based bucket of a latency (mirrors SQL apm_sketch_index)."""
+    if latency_ms <= MIN_MS:
+        return 1
+    return min(BUCKETS, max(1, math.ceil(math.log(latency_ms / MIN_MS) / LN_GAMMA) + 1))
+
+
+def representative(bucket: int) -> float:
+    return float(_REPRESENTATIVES[bucket - 1])
+
+
+def quantiles(counts, qs: tuple[float, ...], low: float, high: float) -> list[float | None]:
+    """Quantiles (percentile_disc semantics) of merged bucket counts.
+
+    `counts` has BUCKETS entries; `low`/`high` are the exact min and max of the same
+    requests, to which answers are clamped. None when there are no requests.
+    """
+    cumulative = np.cumsum(np.asarray(counts, dtype=np.float64))
+    total = cumulative[-1] if len(cumulative) else 0.0
+    if total <= 0:
+        return [None] * len(qs)
+    # percentile_disc(q): the first value whose cumulative count reaches ceil(q * N).
+    # The epsilon keeps float sums of integer counts from missing an exact tie.
+    ranks = np.ceil(np.asarray(qs) * total - 1e-9)
+    indexes = np.searchsorted(cumulative, np.maximum(ranks, 1) - 1e-6, side="left")
+    values = _REPRESENTATIVES[np.minimum(indexes, BUCKETS - 1)]
+    return [float(min(max(value, low), high)) for value in values]
