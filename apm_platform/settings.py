@@ -228,6 +228,8 @@ APM_ANALYTICS_BACKEND = env_choice(
 APM_RAW_RETENTION_DAYS = env_int("APM_RAW_RETENTION_DAYS", 30, minimum=1)
 APM_HOURLY_RETENTION_DAYS = env_int("APM_HOURLY_RETENTION_DAYS", 180, minimum=1)
 APM_DAILY_RETENTION_DAYS = env_int("APM_DAILY_RETENTION_DAYS", 1095, minimum=1)
+# TimescaleDB: raw chunks older than this are compressed.
+APM_COMPRESS_AFTER_DAYS = env_int("APM_COMPRESS_AFTER_DAYS", 7, minimum=1)
 # Apdex threshold T of services without their own (admin: Service settings).
 APM_APDEX_T_MS = env_float("APM_APDEX_T_MS", 300.0)
 # Rankings rank rates (error rate, percentiles, Apdex) only for endpoints with this many hits.

@@ -109,3 +109,23 @@ def ensure_partitions_around(
     return ensure_daily_partitions(
         connection, today - timedelta(days=days_back), today + timedelta(days=days_ahead)
     )
+
+
+def droppable_partitions(connection: BaseDatabaseWrapper, cutoff: datetime) -> list[str]:
+    """Daily partitions holding only rows older than `cutoff` (retention)."""
+    return [
+        partition_name(day)
+        for day in sorted(existing_partition_days(connection))
+        if day_bounds(day)[1] <= cutoff
+    ]
+
+
+def drop_partitions(connection: BaseDatabaseWrapper, names: list[str]) -> None:
+    """Drop whole daily partitions: instant, unlike deleting their rows."""
+    with connection.cursor() as cursor:
+        for name in names:
+            if not _PARTITION_NAME.match(name):
+                raise ValueError(f"not a daily partition of {REQUEST_TABLE}: {name}")
+            cursor.execute(
+                _compose(connection, "DROP TABLE {partition}", {"partition": sql.Identifier(name)})
+            )
