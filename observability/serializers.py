@@ -106,3 +106,49 @@ class EndpointSerializer(serializers.ModelSerializer):
     class Meta:
         model = Endpoint
         fields = ["service", "endpoint", "first_seen"]
+
+
+class LatencySerializer(serializers.Serializer):
+    avg = serializers.FloatField(allow_null=True)
+    p50 = serializers.FloatField(allow_null=True)
+    p95 = serializers.FloatField(allow_null=True)
+    p99 = serializers.FloatField(allow_null=True)
+    max = serializers.FloatField(allow_null=True)
+
+
+class KpiSerializer(serializers.Serializer):
+    """KPIs of a set of requests. Percentiles are within 0.9 % of the exact value."""
+
+    hits = serializers.IntegerField()
+    errors = serializers.IntegerField(help_text="Requests answered with a 5xx status.")
+    error_rate = serializers.FloatField(help_text="errors / hits (0 without hits).")
+    rps = serializers.FloatField(help_text="Requests per second over the window or bucket.")
+    apdex = serializers.FloatField(
+        allow_null=True,
+        help_text="(satisfied + tolerating / 2) / hits; satisfied <= T, tolerating <= 4T, "
+        "5xx frustrated; T per service. Null without hits.",
+    )
+    latency_ms = LatencySerializer()
+
+
+class TimeseriesPointSerializer(KpiSerializer):
+    bucket = serializers.DateTimeField(help_text="Start of the bucket (UTC).")
+
+
+class TopEndpointSerializer(KpiSerializer):
+    service = serializers.CharField()
+    endpoint = serializers.CharField()
+    method = serializers.CharField()
+
+
+class ServiceKpiSerializer(KpiSerializer):
+    service = serializers.CharField()
+
+
+def results_of(item_serializer):
+    """A {"results": [...]} envelope serializer for the OpenAPI schema."""
+    return type(
+        f"{item_serializer.__name__.removesuffix('Serializer')}ResultsSerializer",
+        (serializers.Serializer,),
+        {"results": item_serializer(many=True)},
+    )

@@ -11,5 +11,9 @@ router.register("endpoints", views.EndpointViewSet, basename="endpoint")
 
 urlpatterns = [
     path("ingest/", views.IngestView.as_view(), name="ingest"),
+    path("kpis/", views.KpisView.as_view(), name="kpis"),
+    path("kpis/timeseries/", views.TimeseriesView.as_view(), name="kpis-timeseries"),
+    path("top-endpoints/", views.TopEndpointsView.as_view(), name="top-endpoints"),
+    path("services/", views.ServicesView.as_view(), name="services"),
     *router.urls,
 ]

@@ -21,6 +21,8 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from observability.analytics import params as analytics_params
+from observability.analytics.queries import KpiQuery
 from observability.filters import RequestFilter, StrictOrderingFilter
 from observability.guards import ErrorSerializer
 from observability.ingest import endpoints, otlp, pipeline, ratelimit
@@ -28,7 +30,15 @@ from observability.ingest.body import PayloadTooLarge, read_body
 from observability.ingest.events import BodyError, decode_batch
 from observability.ingest.thresholds import apdex_thresholds
 from observability.models import ApiKey, ApiRequest, Endpoint
-from observability.serializers import ApiRequestSerializer, EndpointSerializer
+from observability.serializers import (
+    ApiRequestSerializer,
+    EndpointSerializer,
+    KpiSerializer,
+    ServiceKpiSerializer,
+    TimeseriesPointSerializer,
+    TopEndpointSerializer,
+    results_of,
+)
 
 ERROR_RESPONSES = {
     400: OpenApiResponse(ErrorSerializer, description="Invalid parameters or fields."),
@@ -323,3 +333,119 @@ def _partial_success_message(result: pipeline.IngestResult, skipped: int) -> str
     if skipped:
         parts.append(f"{skipped} non-SERVER span(s) skipped (not HTTP requests served).")
     return " ".join(parts)
+
+
+# --- KPIs ------------------------------------------------------------------------------
+
+WINDOW_PARAMETERS = [
+    OpenApiParameter(
+        "from", OpenApiTypes.DATETIME, description="Start (inclusive); default 24 h before `to`."
+    ),
+    OpenApiParameter("to", OpenApiTypes.DATETIME, description="End (exclusive); default now."),
+    OpenApiParameter("service", str),
+    OpenApiParameter("endpoint", str),
+    OpenApiParameter("method", str),
+    OpenApiParameter("status_class", str, enum=["1xx", "2xx", "3xx", "4xx", "5xx"]),
+    OpenApiParameter("environment", str),
+]
+
+
+class KpiView(APIView):
+    """Shared by the KPI endpoints: parse the window and filters, build the query."""
+
+    def kpi_query(self, request) -> tuple[KpiQuery, analytics_params.Window]:
+        window, filters = analytics_params.window_and_filters(request.query_params)
+        query = KpiQuery(request.auth.project_id, window.start, window.end, filters)
+        return query, window
+
+
+class KpisView(KpiView):
+    @extend_schema(
+        summary="KPIs over a window",
+        description="Traffic, errors, latency percentiles and Apdex of the project's "
+        "requests (filtered), over [from, to). Current to the second: rollups for closed "
+        "buckets, raw requests for the rest.",
+        parameters=WINDOW_PARAMETERS,
+        responses={200: KpiSerializer, **ERROR_RESPONSES},
+    )
+    def get(self, request):
+        query, window = self.kpi_query(request)
+        return Response(query.totals().as_dict(window.seconds))
+
+
+class TimeseriesView(KpiView):
+    @extend_schema(
+        summary="KPIs per time bucket",
+        description="The KPIs per minute, hour or day bucket (UTC), zero-filled.",
+        parameters=[
+            *WINDOW_PARAMETERS,
+            OpenApiParameter(
+                "interval", str, enum=["minute", "hour", "day"], description="Default hour."
+            ),
+        ],
+        responses={200: results_of(TimeseriesPointSerializer), **ERROR_RESPONSES},
+    )
+    def get(self, request):
+        query, window = self.kpi_query(request)
+        interval = analytics_params.interval(request.query_params, window)
+        step = analytics_params.INTERVALS[interval]
+        results = []
+        for bucket, kpi in query.timeseries(interval):
+            # Edge buckets count only the part of them inside the window.
+            seconds = (min(bucket + step, window.end) - max(bucket, window.start)).total_seconds()
+            results.append({"bucket": bucket, **kpi.as_dict(seconds)})
+        return Response({"results": TimeseriesPointSerializer(results, many=True).data})
+
+
+class TopEndpointsView(KpiView):
+    @extend_schema(
+        summary="Endpoints ranked by a KPI",
+        description="Endpoints (service, endpoint, method) ranked by hits, errors, error "
+        "rate, p95 or p99 latency (highest first) or Apdex (lowest first). Rates and "
+        "percentiles rank only endpoints with at least APM_TOP_MIN_HITS hits.",
+        parameters=[
+            *WINDOW_PARAMETERS,
+            OpenApiParameter(
+                "by", str, enum=list(analytics_params.RANKINGS), description="Default hits."
+            ),
+            OpenApiParameter("limit", int, description="1-100, default 10."),
+        ],
+        responses={200: results_of(TopEndpointSerializer), **ERROR_RESPONSES},
+    )
+    def get(self, request):
+        query, window = self.kpi_query(request)
+        by, limit = analytics_params.ranking(request.query_params)
+        rows = query.grouped(("service", "endpoint", "method"), with_sketch=by in ("p95", "p99"))
+        if by not in ("hits", "errors"):
+            rows = [row for row in rows if row[1].hits >= settings.APM_TOP_MIN_HITS]
+        ranked = [(key, kpi.as_dict(window.seconds)) for key, kpi in rows]
+        ranked.sort(key=lambda item: _rank_key(by, item[1]))
+        results = [
+            {"service": key[0], "endpoint": key[1], "method": key[2], **kpi}
+            for key, kpi in ranked[:limit]
+        ]
+        return Response({"results": TopEndpointSerializer(results, many=True).data})
+
+
+def _rank_key(by: str, kpi: dict) -> tuple:
+    if by in ("p95", "p99"):
+        value = -(kpi["latency_ms"][by] or 0.0)
+    elif by == "apdex":
+        value = kpi["apdex"] if kpi["apdex"] is not None else 1.0
+    else:
+        value = -kpi[by]
+    return value, -kpi["hits"]
+
+
+class ServicesView(KpiView):
+    @extend_schema(
+        summary="KPIs per service",
+        description="One row per service seen in the window, busiest first.",
+        parameters=WINDOW_PARAMETERS,
+        responses={200: results_of(ServiceKpiSerializer), **ERROR_RESPONSES},
+    )
+    def get(self, request):
+        query, window = self.kpi_query(request)
+        rows = sorted(query.grouped(("service",), with_sketch=True), key=lambda row: -row[1].hits)
+        results = [{"service": key[0], **kpi.as_dict(window.seconds)} for key, kpi in rows]
+        return Response({"results": ServiceKpiSerializer(results, many=True).data})

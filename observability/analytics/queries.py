@@ -84,8 +84,13 @@ class Part:
     end: datetime
 
 
-def plan(start: datetime, end: datetime, finest_rollup: str | None, hourly_until: datetime,
-         daily_until: datetime) -> list[Part]:
+def plan(
+    start: datetime,
+    end: datetime,
+    finest_rollup: str | None,
+    hourly_until: datetime,
+    daily_until: datetime,
+) -> list[Part]:
     """Cover [start, end) with daily, hourly and raw parts.
 
     `finest_rollup` is the coarsest rollup the caller can use (None: raw only, DAY: all);
@@ -126,8 +131,14 @@ def grain_for(dimensions: set[str]) -> Grain:
 class KpiQuery:
     """KPIs of one project over a window, optionally grouped and/or per time bucket."""
 
-    def __init__(self, project_id: int, start: datetime, end: datetime, filters: Filters,
-                 connection: BaseDatabaseWrapper = default_connection):
+    def __init__(
+        self,
+        project_id: int,
+        start: datetime,
+        end: datetime,
+        filters: Filters,
+        connection: BaseDatabaseWrapper = default_connection,
+    ):
         self.project_id, self.start, self.end, self.filters = project_id, start, end, filters
         self.connection = connection
 
@@ -157,7 +168,10 @@ class KpiQuery:
         parts = plan(self.start, self.end, finest, hourly_until, daily_until)
         query, params = self._compose(parts, grain, group, interval, with_sketch)
         self.connection.ensure_connection()
-        with self.connection.wrap_database_errors, psycopg.Cursor(self.connection.connection) as cursor:
+        with (
+            self.connection.wrap_database_errors,
+            psycopg.Cursor(self.connection.connection) as cursor,
+        ):
             # Binary results: the merged sketches arrive as float4 arrays, not text.
             cursor.execute(query, params, binary=True)
             return [self._row(row, len(group) + (1 if interval else 0), with_sketch)
@@ -192,7 +206,9 @@ class KpiQuery:
         query = sql.SQL("SELECT {columns} FROM ({parts}) AS parts {group_by}").format(
             columns=sql.SQL(", ").join([*keys, *measures]),
             parts=sql.SQL(" UNION ALL ").join(selects),
-            group_by=sql.SQL("GROUP BY {}").format(sql.SQL(", ").join(keys)) if keys else sql.SQL(""),
+            group_by=sql.SQL("GROUP BY {}").format(sql.SQL(", ").join(keys))
+            if keys
+            else sql.SQL(""),
         )
         return query, params
 
@@ -201,10 +217,13 @@ class KpiQuery:
         window = sql.SQL("project_id = %(project)s AND {column} >= {start} AND {column} < {end}")
         bounds = {"start": sql.Placeholder(f"start{n}"), "end": sql.Placeholder(f"end{n}")}
         if part.source == RAW:
-            columns = ([("ts", rollups.truncate(interval, "time"))] if interval else [])
+            columns = [("ts", rollups.truncate(interval, "time"))] if interval else []
             columns += [(dim, rollups.RAW_DIMENSION[dim]) for dim in dims]
             where = sql.SQL(" AND ").join(
-                [window.format(column=sql.Identifier("time"), **bounds), *self._filter_sql(raw=True)]
+                [
+                    window.format(column=sql.Identifier("time"), **bounds),
+                    *self._filter_sql(raw=True),
+                ]
             )
             return sql.SQL("({})").format(rollups.raw_aggregate(columns, where))
         table = rollups.rollup_for(grain, part.source).table

@@ -18,7 +18,7 @@ class Command(BaseCommand):
     help = (
         "Start the product locally: migrate, seed demo data when the database has none, "
         "create or reuse the demo API key (written to .data/demo-api-key), then serve "
-        "with gunicorn until Ctrl-C."
+        "with gunicorn, with the rollup scheduler (run_jobs) beside it, until Ctrl-C."
     )
 
     def add_arguments(self, parser):
@@ -63,15 +63,22 @@ class Command(BaseCommand):
             "--env",
             f"PROMETHEUS_MULTIPROC_DIR={metrics_dir}",
         ]
+        # Rollups are refreshed by the scheduler; on TimescaleDB it only lists its jobs.
+        jobs = subprocess.Popen([sys.executable, "manage.py", "run_jobs"], cwd=settings.BASE_DIR)
         server = subprocess.Popen(command)  # noqa: S603 - our own interpreter and arguments
         signal.signal(signal.SIGTERM, _interrupt)
         try:
             server.wait()
         except KeyboardInterrupt:
-            # Ctrl-C (the terminal signals gunicorn too) or SIGTERM: let gunicorn finish its
-            # requests, so the embedded database, stopped by manage.py after us, has no clients.
+            # Ctrl-C (the terminal signals the children too) or SIGTERM: let gunicorn finish
+            # its requests and the scheduler its job, so the embedded database, stopped by
+            # manage.py after us, has no clients left.
             server.send_signal(signal.SIGTERM)
             server.wait()
+        finally:
+            if jobs.poll() is None:
+                jobs.send_signal(signal.SIGTERM)
+            jobs.wait()
         if server.returncode not in (0, -2):
             raise SystemExit(server.returncode)
 

@@ -1,0 +1,74 @@
+"""The scheduler of the portable backend (TimescaleDB runs its own jobs)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from django.core.management.base import BaseCommand
+from django.db import DatabaseError, close_old_connections, connection
+
+from observability.analytics import backend, maintenance
+
+logger = logging.getLogger(__name__)
+
+# (job name, period in seconds)
+JOBS = (("refresh_hourly", 60), ("refresh_daily", 600), ("partitions", 3600), ("retention", 3600))
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the periodic jobs of the portable backend until SIGTERM/SIGINT: refresh the "
+        "hourly (every minute) and daily (every 10 minutes) rollups, create partitions ahead "
+        "and apply retention (hourly). On TimescaleDB, list its jobs and exit."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--once", action="store_true", help="Run every job once, then exit.")
+
+    def handle(self, *args, once=False, **options):
+        if backend.current(connection) == backend.TIMESCALE:
+            self.report_timescale_jobs()
+            return
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        due = dict.fromkeys((name for name, _ in JOBS), 0.0)
+        while not stop.is_set():
+            for name, period in JOBS:
+                if stop.is_set() or time.monotonic() < due[name]:
+                    continue
+                self.run_job(name)
+                due[name] = time.monotonic() + period
+            if once:
+                return
+            stop.wait(timeout=5)
+        self.stdout.write("run_jobs: stopped")
+
+    def run_job(self, name: str) -> None:
+        close_old_connections()
+        started = time.perf_counter()
+        try:
+            result = {
+                "refresh_hourly": lambda: maintenance.refresh("hour"),
+                "refresh_daily": lambda: maintenance.refresh("day"),
+                "partitions": maintenance.prepare_partitions,
+                "retention": maintenance.apply_retention,
+            }[name]()
+        except DatabaseError as exc:
+            # The database may be restarting: log, and try again at the next period.
+            logger.warning("job %s failed: %s", name, exc)
+            return
+        logger.info("job %s done in %.2fs: %s", name, time.perf_counter() - started, result)
+
+    def report_timescale_jobs(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT job_id, proc_name, hypertable_name, schedule_interval, next_start "
+                "FROM timescaledb_information.jobs ORDER BY job_id"
+            )
+            for row in cursor.fetchall():
+                self.stdout.write(" ".join(str(value) for value in row))
+        self.stdout.write("TimescaleDB runs these jobs itself; run_jobs has nothing to do.")
