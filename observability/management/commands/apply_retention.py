@@ -22,7 +22,8 @@ class Command(BaseCommand):
             maintenance.apply_retention(dry_run=dry_run)
             self.stdout.write(
                 "TimescaleDB retention policies set (days): "
-                f"raw {settings.APM_RAW_RETENTION_DAYS}, hourly {settings.APM_HOURLY_RETENTION_DAYS}, "
+                f"raw {settings.APM_RAW_RETENTION_DAYS}, "
+                f"hourly {settings.APM_HOURLY_RETENTION_DAYS}, "
                 f"daily {settings.APM_DAILY_RETENTION_DAYS}"
             )
             return
