@@ -29,7 +29,7 @@ def test_readyz_is_503_while_a_migration_is_pending(client, monkeypatch):
     monkeypatch.setattr(health, "_migrations_complete", False)
     with connection.cursor() as cursor:  # rolled back with the test's transaction
         cursor.execute(
-            "DELETE FROM django_migrations WHERE app = 'observability' AND name = '0002_timescale'"
+            "DELETE FROM django_migrations WHERE app = 'observability' AND name = '0004_daily_cagg'"
         )
 
     response = client.get("/readyz")

@@ -23,6 +23,10 @@ def test_every_api_route_is_documented(schema):
         "/api/v1/ingest/",
         "/api/v1/endpoints/",
         "/v1/traces",
+        "/api/v1/kpis/",
+        "/api/v1/kpis/timeseries/",
+        "/api/v1/top-endpoints/",
+        "/api/v1/services/",
     }
 
 
