@@ -8,7 +8,7 @@ names the parameter.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -62,7 +62,7 @@ def window_and_filters(query_params) -> tuple[Window, Filters]:
         status_class=int(status_class[0]) if status_class else None,
         environment=data.get("environment") or None,
     )
-    return Window(start, end), filters
+    return Window(start.astimezone(UTC), end.astimezone(UTC)), filters
 
 
 def interval(query_params, window: Window) -> str:

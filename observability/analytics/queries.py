@@ -268,5 +268,5 @@ class KpiQuery:
 
 def _floor(moment: datetime, interval: str) -> datetime:
     if interval == MINUTE:
-        return moment.replace(second=0, microsecond=0)
-    return rollups.floor_to(interval, moment.astimezone(UTC))
+        return moment.astimezone(UTC).replace(second=0, microsecond=0)
+    return rollups.floor_to(interval, moment)

@@ -23,7 +23,7 @@ real-time aggregation.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from psycopg import sql
 
@@ -363,11 +363,13 @@ DROP_PORTABLE_BOOKKEEPING = [
 
 
 def hour_floor(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
+    """Start of the UTC hour (buckets are UTC whatever the offset of `moment`)."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def day_floor(moment: datetime) -> datetime:
-    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    """Start of the UTC day."""
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def floor_to(interval: str, moment: datetime) -> datetime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
@@ -12,6 +13,7 @@ from observability.analytics import maintenance
 
 class RefreshCommand(BaseCommand):
     interval: str  # "hour" or "day"
+    label: str  # "hourly" or "daily"
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -23,7 +25,7 @@ class RefreshCommand(BaseCommand):
         began = time.perf_counter()
         report = maintenance.refresh(self.interval, _parse(start, "--start"), _parse(end, "--end"))
         self.stdout.write(
-            f"{self.interval}ly rollups: {report.buckets} bucket(s) recomputed in "
+            f"{self.label} rollups: {report.buckets} bucket(s) recomputed in "
             f"{time.perf_counter() - began:.2f}s; materialised until {report.watermark or '-'}"
         )
 
@@ -35,7 +37,5 @@ def _parse(value: str | None, option: str):
     if moment is None:
         raise CommandError(f"{option}: not an ISO 8601 date-time: {value!r}")
     if moment.tzinfo is None:
-        from datetime import UTC
-
         moment = moment.replace(tzinfo=UTC)
     return moment

@@ -9,3 +9,4 @@ class Command(RefreshCommand):
         "first). With --start/--end, recompute that range."
     )
     interval = "day"
+    label = "daily"

@@ -9,3 +9,4 @@ class Command(RefreshCommand):
         "deleted requests. With --start/--end, recompute that range."
     )
     interval = "hour"
+    label = "hourly"
