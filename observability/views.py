@@ -415,7 +415,7 @@ class TopEndpointsView(KpiView):
     def get(self, request):
         query, window = self.kpi_query(request)
         by, limit = analytics_params.ranking(request.query_params)
-        rows = query.grouped(("service", "endpoint", "method"), with_sketch=by in ("p95", "p99"))
+        rows = query.grouped(("service", "endpoint", "method"), with_sketch=True)
         if by not in ("hits", "errors"):
             rows = [row for row in rows if row[1].hits >= settings.APM_TOP_MIN_HITS]
         ranked = [(key, kpi.as_dict(window.seconds)) for key, kpi in rows]

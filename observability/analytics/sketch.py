@@ -6,8 +6,8 @@ so bucket b >= 2 covers (MIN_MS * GAMMA^(b-2), MIN_MS * GAMMA^(b-1)]. Its repres
 value 2 * MIN_MS * GAMMA^(b-1) / (1 + GAMMA) is within RELATIVE_ERROR of every latency
 in it, so a quantile read from merged sketches is within RELATIVE_ERROR (0.89 %) of the
 exact `percentile_disc` of the same requests, for latencies between MIN_MS and
-MAX_EXACT_MS. Below (bucket 1) and above (the last bucket) the answer is clamped to the
-window's exact min and max.
+MAX_EXACT_MS. A quantile that falls in the first bucket (<= MIN_MS) is answered with
+the window's exact minimum, one in the last bucket with its exact maximum.
 
 Merging is adding counts, so any set of rollup rows merges exactly: PostgreSQL sums
 the sketches (pgvector `sum(vector)`, in C) and this module reads quantiles from the
@@ -58,6 +58,15 @@ def quantiles(counts, qs: tuple[float, ...], low: float, high: float) -> list[fl
     # percentile_disc(q): the first value whose cumulative count reaches ceil(q * N).
     # The epsilon keeps float sums of integer counts from missing an exact tie.
     ranks = np.ceil(np.asarray(qs) * total - 1e-9)
-    indexes = np.searchsorted(cumulative, np.maximum(ranks, 1) - 1e-6, side="left")
-    values = _REPRESENTATIVES[np.minimum(indexes, BUCKETS - 1)]
-    return [float(min(max(value, low), high)) for value in values]
+    indexes = np.minimum(
+        np.searchsorted(cumulative, np.maximum(ranks, 1) - 1e-6, side="left"), BUCKETS - 1
+    )
+    answers = []
+    for index in indexes:
+        if index == 0:  # everything <= MIN_MS: the exact minimum is closest
+            answers.append(float(low))
+        elif index == BUCKETS - 1:  # everything above MAX_EXACT_MS: the exact maximum
+            answers.append(float(high))
+        else:
+            answers.append(float(min(max(_REPRESENTATIVES[index], low), high)))
+    return answers
