@@ -35,6 +35,9 @@ class Command(BaseCommand):
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
+        if not once:
+            self.stdout.write("run_jobs: started")
+            self.stdout.flush()
         due = dict.fromkeys((name for name, _ in JOBS), 0.0)
         while not stop.is_set():
             for name, period in JOBS:

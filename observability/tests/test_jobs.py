@@ -1,0 +1,131 @@
+"""Retention, range refreshes, partitions ahead, and the run_jobs scheduler."""
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from observability.analytics import backend, partitions
+from observability.analytics.rollups import day_floor
+from observability.models import ApiRequest
+from observability.tests.analytics_data import generate
+from observability.tests.servers import BASE_DIR
+from observability.tests.utils import make_project
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def project():
+    return make_project(f"jobs-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def portable():
+    if backend.current(connection) != backend.POSTGRES:
+        pytest.skip("TimescaleDB applies retention with its own policies")
+
+
+def count(table: str, project) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {table} WHERE project_id = %s", [project.pk])  # noqa: S608
+        return cursor.fetchone()[0]
+
+
+def test_retention_drops_old_partitions_and_rows(project, portable, settings):
+    today = day_floor(datetime.now(UTC))
+    old_day = (today - timedelta(days=40)).date()
+    partitions.ensure_daily_partitions(connection, old_day, old_day)
+    generate(project, today - timedelta(days=40), today - timedelta(days=39), 50, seed=1)
+    generate(
+        project, today - timedelta(days=45), today - timedelta(days=44), 50, seed=2
+    )  # default partition
+    generate(project, today - timedelta(days=2), today - timedelta(days=1), 50, seed=3)
+    call_command(
+        "refresh_apirequest_hourly",
+        "--start",
+        (today - timedelta(days=46)).isoformat(),
+        verbosity=0,
+    )
+
+    dry = StringIO()
+    call_command("apply_retention", "--dry-run", stdout=dry)
+    assert "would drop 1 raw partition" in dry.getvalue()
+    assert ApiRequest.objects.filter(project=project).count() == 150
+
+    call_command("apply_retention", stdout=StringIO())
+
+    assert ApiRequest.objects.filter(project=project).count() == 50
+    assert old_day not in partitions.existing_partition_days(connection)
+    # Hourly rollups live 180 days by default: still there; with 1 day they go too.
+    assert count("apm_rollup_endpoint_hourly", project) > 0
+    settings.APM_HOURLY_RETENTION_DAYS = 1
+    call_command("apply_retention", stdout=StringIO())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT min(bucket) FROM apm_rollup_endpoint_hourly WHERE project_id = %s", [project.pk]
+        )
+        oldest = cursor.fetchone()[0]
+    assert oldest is None or oldest >= datetime.now(UTC) - timedelta(days=1, hours=1)
+
+
+def test_a_range_refresh_recomputes_exactly_that_range(project):
+    start = day_floor(datetime.now(UTC)) - timedelta(days=3)
+    generate(project, start, start + timedelta(hours=6), 300, seed=4)
+    call_command("refresh_apirequest_hourly", verbosity=0)
+    with connection.cursor() as cursor:  # damage the rollup, then repair it by range
+        cursor.execute(
+            "UPDATE apm_rollup_endpoint_hourly SET hits = 0 WHERE project_id = %s", [project.pk]
+        )
+
+    out = StringIO()
+    call_command("refresh_apirequest_hourly", "--start", start.isoformat(),
+                 "--end", (start + timedelta(hours=6)).isoformat(), stdout=out)  # fmt: skip
+
+    assert "6 bucket(s) recomputed" in out.getvalue()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sum(hits) FROM apm_rollup_endpoint_hourly WHERE project_id = %s", [project.pk]
+        )
+        assert cursor.fetchone()[0] == 300
+
+
+def test_refresh_rejects_a_malformed_start():
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="--start"):
+        call_command("refresh_apirequest_daily", "--start", "last tuesday")
+
+
+def test_run_jobs_once_prepares_partitions_ahead(portable, settings):
+    call_command("run_jobs", "--once", stdout=StringIO())
+
+    today = datetime.now(UTC).date()
+    ahead = {today + timedelta(days=n) for n in range(settings.APM_PARTITIONS_AHEAD_DAYS + 1)}
+    assert ahead <= partitions.existing_partition_days(connection)
+
+
+@pytest.mark.slow
+def test_run_jobs_stops_cleanly_on_sigterm():
+    params = connection.settings_dict
+    url = f"postgres://{params['USER']}@{params['HOST']}:{params['PORT']}/{params['NAME']}"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "apm_platform.ci_settings", "DATABASE_URL": url}
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run_jobs"],
+        cwd=BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    # Its signal handlers are in place once it says so.
+    assert process.stdout.readline().strip() == "run_jobs: started"
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 0, stderr[-2000:]
+    assert "run_jobs: stopped" in stdout
+    assert "Traceback" not in stderr
