@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: help venv run test lint migrate shell clean-data bench-ingest
+.PHONY: help venv run test lint migrate shell clean-data bench-ingest bench-kpi
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ shell: venv ## Django shell on the configured database
 
 bench-ingest: venv ## Ingest throughput vs raw COPY and the ORM (reports/bench/ingest.json)
 	$(PY) scripts/bench/ingest.py
+
+bench-kpi: venv ## KPI latency on 10M rows vs raw SQL, refresh time, storage (reports/bench/kpi.json)
+	$(PY) scripts/bench/kpi.py
 
 clean-data: ## Delete the embedded databases and demo key under .data/
 	rm -rf .data

@@ -394,7 +394,9 @@ class TimeseriesView(KpiView):
             # Edge buckets count only the part of them inside the window.
             seconds = (min(bucket + step, window.end) - max(bucket, window.start)).total_seconds()
             results.append({"bucket": bucket, **kpi.as_dict(seconds)})
-        return Response({"results": TimeseriesPointSerializer(results, many=True).data})
+        # Plain dicts already in the documented shape: a serializer per point would cost
+        # more than the query on long series.
+        return Response({"results": results})
 
 
 class TopEndpointsView(KpiView):
@@ -424,7 +426,7 @@ class TopEndpointsView(KpiView):
             {"service": key[0], "endpoint": key[1], "method": key[2], **kpi}
             for key, kpi in ranked[:limit]
         ]
-        return Response({"results": TopEndpointSerializer(results, many=True).data})
+        return Response({"results": results})
 
 
 def _rank_key(by: str, kpi: dict) -> tuple:
@@ -448,4 +450,4 @@ class ServicesView(KpiView):
         query, window = self.kpi_query(request)
         rows = sorted(query.grouped(("service",), with_sketch=True), key=lambda row: -row[1].hits)
         results = [{"service": key[0], **kpi.as_dict(window.seconds)} for key, kpi in rows]
-        return Response({"results": ServiceKpiSerializer(results, many=True).data})
+        return Response({"results": results})
