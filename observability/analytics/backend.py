@@ -81,9 +81,17 @@ def installed(connection: BaseDatabaseWrapper) -> str | None:
     return None
 
 
+# database (host, port, name) -> backend. A running app's schema does not change backend.
+_current: dict[tuple, str] = {}
+
+
 def current(connection: BaseDatabaseWrapper) -> str:
     """The backend queries must be written for. Raises if the schema is not built."""
-    backend = installed(connection)
-    if backend is None:
-        raise RuntimeError("api_request is neither partitioned nor a hypertable: run migrations")
-    return backend
+    params = connection.settings_dict
+    database = (params["HOST"], params["PORT"], params["NAME"])
+    if database not in _current:
+        backend = installed(connection)
+        if backend is None:
+            raise RuntimeError("api_request is neither partitioned nor a hypertable: migrate")
+        _current[database] = backend
+    return _current[database]

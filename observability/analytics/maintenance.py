@@ -100,6 +100,13 @@ def watermark(connection: BaseDatabaseWrapper, interval: str) -> datetime | None
     return row[0] if row else None
 
 
+def watermarks(connection: BaseDatabaseWrapper) -> dict[str, datetime]:
+    """Portable: both watermarks in one query (the KPI queries need them on every request)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT interval, materialized_until FROM apm_rollup_state")
+        return dict(cursor.fetchall())
+
+
 def _horizon(connection: BaseDatabaseWrapper, interval: str, now: datetime) -> datetime:
     """The end of the buckets that may be materialised now."""
     if interval == HOUR:

@@ -181,9 +181,8 @@ class KpiQuery:
         if backend.current(self.connection) == backend.TIMESCALE:
             # Real-time continuous aggregates include the not-yet-materialised tail.
             return FAR_FUTURE, rollups.day_floor(datetime.now(UTC))
-        hourly = maintenance.watermark(self.connection, HOUR) or FAR_PAST
-        daily = maintenance.watermark(self.connection, DAY) or FAR_PAST
-        return hourly, daily
+        marks = maintenance.watermarks(self.connection)
+        return marks.get(HOUR, FAR_PAST), marks.get(DAY, FAR_PAST)
 
     def _compose(self, parts, grain: Grain, group, interval, with_sketch):
         params: dict = {"project": self.project_id, **self._filter_params()}
