@@ -25,6 +25,12 @@ if EMBEDDED_DATABASE is not None:
     )
     DATABASES["default"]["PORT"] = EMBEDDED_DATABASE.port
 
+# The router tests' replica alias. As a test mirror it points at the primary (Django
+# neither creates nor flushes it) until a test points it at a real streaming standby
+# (apm_platform/tests/test_db_router.py). DATABASE_REPLICAS stays empty: nothing else
+# routes to it.
+DATABASES["replica1"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
+
 SECURE_SSL_REDIRECT = False
 # Tests serve static files from the apps; no collectstatic output exists.
 STATIC_ROOT = None

@@ -112,6 +112,36 @@ class EmbeddedPostgres:
             if started:
                 self.stop()
 
+    def create_replica(self, data_dir: Path, port: int) -> EmbeddedPostgres:
+        """A streaming hot standby of this (running) server, not yet started.
+
+        `pg_basebackup -R` copies the cluster and writes standby.signal and
+        primary_conninfo, so the copy starts as a read-only replica of this server.
+        """
+        replica = dataclasses.replace(self, data_dir=data_dir, port=port)
+        with replica._locked():
+            if not (data_dir / "PG_VERSION").exists():
+                data_dir.mkdir(parents=True, exist_ok=True)
+                data_dir.chmod(0o700)
+                replica._give_to_server_user(data_dir)
+                self._run(
+                    "pg_basebackup",
+                    "-D",
+                    str(data_dir),
+                    "-h",
+                    self.host,
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    self.user,
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                )
+        return replica
+
     def _server_options(self) -> str:
         # Loopback TCP only; no Unix socket, whose path length limit a deep checkout
         # path can exceed. Enough connections for gunicorn workers plus tests.

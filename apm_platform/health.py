@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import time
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
 
+from apm_platform import db_router
 from apm_platform.telemetry import DB_ERRORS
 
 # Once every migration is applied it stays applied for this process's code.
@@ -28,9 +30,22 @@ def readyz(request: HttpRequest) -> JsonResponse:
     if checks["database"]["ok"]:
         checks["migrations"] = _check_migrations()
     ready = all(check["ok"] for check in checks.values())
-    return JsonResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
-    )
+    body = {"status": "ok" if ready else "unavailable", "checks": checks}
+    if settings.DATABASE_REPLICAS:
+        # Informational: reads fall back to the primary, so a replica never makes us unready.
+        body["replicas"] = {alias: _replica_report(alias) for alias in settings.DATABASE_REPLICAS}
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+def _replica_report(alias: str) -> dict:
+    status = db_router.replica_status(alias)
+    return {
+        "usable": status.usable,
+        "reachable": status.reachable,
+        "in_recovery": status.in_recovery,
+        "lag_s": status.lag_s,
+        "error": status.error,
+    }
 
 
 def _check_database() -> dict:

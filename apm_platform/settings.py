@@ -97,14 +97,30 @@ else:
 _default_db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _default_db}
 
-# Read replicas (comma-separated URLs), used by the primary/replica router.
+# Read replicas (comma-separated URLs) for the primary/replica router (db_router.py).
 DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS")
+# A replica that does not answer must fail fast, so that reads fall back to the primary.
+REPLICA_CONNECT_TIMEOUT_S = env_int("REPLICA_CONNECT_TIMEOUT_S", 2, minimum=1)
+DATABASE_REPLICAS: list[str] = []
 for _index, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
-    DATABASES[f"replica{_index}"] = dj_database_url.parse(_url, conn_max_age=DATABASE_CONN_MAX_AGE)
-    DATABASES[f"replica{_index}"]["CONN_HEALTH_CHECKS"] = True
-    DATABASES[f"replica{_index}"]["TEST"] = {"MIRROR": "default"}
+    _replica = dj_database_url.parse(_url, conn_max_age=DATABASE_CONN_MAX_AGE)
+    _replica["CONN_HEALTH_CHECKS"] = True
+    _replica["OPTIONS"] = {
+        **_replica.get("OPTIONS", {}),
+        "connect_timeout": REPLICA_CONNECT_TIMEOUT_S,
+    }
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES[f"replica{_index}"] = _replica
+    DATABASE_REPLICAS.append(f"replica{_index}")
+DATABASE_ROUTERS = ["apm_platform.db_router.PrimaryReplicaRouter"]
+# Seconds a client reads from the primary after it wrote (read-after-write).
 READ_AFTER_WRITE_TTL = env_float("READ_AFTER_WRITE_TTL", 5.0)
+# A replica whose replay lag exceeds this many seconds is skipped.
 REPLICA_MAX_LAG_S = env_float("REPLICA_MAX_LAG_S", 2.0)
+# How long a replica's health (reachable, lag) is trusted before it is checked again.
+REPLICA_CHECK_INTERVAL_S = env_float("REPLICA_CHECK_INTERVAL_S", 1.0)
+# An unreachable replica is tried again after this many seconds.
+REPLICA_RETRY_AFTER_S = env_float("REPLICA_RETRY_AFTER_S", 30.0)
 
 # --- Core -----------------------------------------------------------------------
 # Local development is the embedded database; production always has DATABASE_URL.
@@ -152,6 +168,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "apm_platform.db_middleware.DatabaseRoutingMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

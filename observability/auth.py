@@ -5,6 +5,7 @@ from __future__ import annotations
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
+from apm_platform import db_routing
 from observability.models import ApiKey
 
 
@@ -28,6 +29,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         key.touch()
+        if db_routing.recently_wrote(key.last_write_at):
+            db_routing.pin_to_primary()  # read-after-write: this client just wrote
         return None, key
 
     def authenticate_header(self, request) -> str:

@@ -85,6 +85,8 @@ class ApiKey(models.Model):
     scopes = ArrayField(models.CharField(max_length=16, choices=[(s, s) for s in SCOPES]))
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The key's last successful write: its reads go to the primary for a few seconds after.
+    last_write_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
@@ -126,6 +128,14 @@ class ApiKey(models.Model):
     def revoke(self) -> None:
         self.revoked_at = timezone.now()
         self.save(update_fields=["revoked_at"])
+
+    def record_write(self) -> None:
+        """Remember that this key wrote (read-after-write), at most once a second."""
+        now = timezone.now()
+        if self.last_write_at is not None and now - self.last_write_at < timedelta(seconds=1):
+            return
+        ApiKey.objects.filter(pk=self.pk).update(last_write_at=now)
+        self.last_write_at = now
 
     def touch(self) -> None:
         """Record use, at most once per interval.

@@ -6,7 +6,7 @@ import uuid
 
 import psycopg
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.http import HttpResponse
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -21,6 +21,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apm_platform import db_router
 from observability.analytics import params as analytics_params
 from observability.analytics.queries import KpiQuery
 from observability.filters import RequestFilter, StrictOrderingFilter
@@ -355,7 +356,8 @@ class KpiView(APIView):
 
     def kpi_query(self, request) -> tuple[KpiQuery, analytics_params.Window]:
         window, filters = analytics_params.window_and_filters(request.query_params)
-        query = KpiQuery(request.auth.project_id, window.start, window.end, filters)
+        database = connections[db_router.read_alias()]
+        query = KpiQuery(request.auth.project_id, window.start, window.end, filters, database)
         return query, window
 
 

@@ -105,6 +105,7 @@ class Migration(migrations.Migration):
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("last_used_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("last_write_at", models.DateTimeField(blank=True, editable=False, null=True)),
                 ("revoked_at", models.DateTimeField(blank=True, null=True)),
                 (
                     "project",
