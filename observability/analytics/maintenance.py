@@ -196,12 +196,16 @@ def _chunks(start: datetime, end: datetime, size: timedelta):
 
 def _refresh_timescale(connection, interval: str, start, end) -> RefreshReport:
     relations = rollups.HOURLY if interval == HOUR else rollups.DAILY
+    connection.ensure_connection()
     with connection.cursor() as cursor:
         for rollup in relations:
-            # Must run outside a transaction block: Django's autocommit mode.
-            cursor.execute(
-                "CALL refresh_continuous_aggregate(%s, %s, %s)", [rollup.table, start, end]
+            # The procedure commits as it goes: it must run outside a transaction block
+            # (Django's autocommit) and over the simple query protocol, that is with no
+            # parameters, so its arguments are quoted by psycopg into the statement.
+            statement = sql.SQL("CALL refresh_continuous_aggregate({}, {}, {})").format(
+                sql.Literal(rollup.table), sql.Literal(start), sql.Literal(end)
             )
+            cursor.execute(statement.as_string(connection.connection))
     return RefreshReport(interval)
 
 

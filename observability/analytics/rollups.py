@@ -243,16 +243,22 @@ def create_table(rollup: Rollup) -> list[sql.Composed]:
 def create_continuous_aggregate(rollup: Rollup) -> sql.Composed:
     """TimescaleDB: the rollup as a continuous aggregate with real-time aggregation.
 
-    Hourly ones aggregate the hypertable with the apm_sketch aggregate (a continuous
-    aggregate is one GROUP BY, so the two-level raw query cannot be used); daily ones
-    aggregate their hourly one (a hierarchical continuous aggregate).
+    Hourly ones aggregate the hypertable, building the sketch with apm_sketch_of (a
+    continuous aggregate is one GROUP BY, so the two-level raw query cannot be used);
+    daily ones aggregate their hourly one (a hierarchical continuous aggregate).
     """
     width = sql.Literal("1 hour" if rollup.interval == HOUR else "1 day")
     dims = [sql.SQL("{} AS {}").format(
         RAW_DIMENSION[dim] if rollup.interval == HOUR else sql.Identifier(dim), sql.Identifier(dim)
     ) for dim in rollup.grain.dims]  # fmt: skip
+    # The time bucket by its expression: in the daily view `bucket` would name the hourly
+    # source column, not the output.
+    source_time = sql.Identifier("time" if rollup.interval == HOUR else "bucket")
     group = sql.SQL(", ").join(
-        sql.Identifier(dim) for dim in ("bucket", "project_id", *rollup.grain.dims)
+        [
+            sql.SQL("time_bucket({}, {})").format(width, source_time),
+            *(sql.Identifier(dim) for dim in ("project_id", *rollup.grain.dims)),
+        ]
     )
     if rollup.interval == HOUR:
         body = sql.SQL(
@@ -263,7 +269,8 @@ def create_continuous_aggregate(rollup: Rollup) -> sql.Composed:
             "sum(CASE WHEN status_code < 500 AND latency_ms > apdex_t_ms "
             "AND latency_ms <= 4 * apdex_t_ms THEN 1 ELSE 0 END)::bigint AS apdex_tolerating, "
             "sum(latency_ms) AS latency_sum, min(latency_ms) AS latency_min, "
-            "max(latency_ms) AS latency_max, apm_sketch(latency_ms) AS sketch "
+            "max(latency_ms) AS latency_max, "
+            "apm_sketch_of(array_agg(apm_sketch_index(latency_ms))) AS sketch "
             "FROM api_request GROUP BY {group}"
         )
     else:
@@ -298,25 +305,20 @@ SKETCH_FUNCTIONS = [
                     ceil(ln(latency / 0.01::double precision)
                          / ln(1.018::double precision))::integer + 1)) END
         $$""",
-    # The sketch as one aggregate, for TimescaleDB continuous aggregates (one GROUP BY).
-    f"""CREATE FUNCTION apm_sketch_add(state integer[], latency double precision)
-        RETURNS integer[] LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
-        DECLARE b integer := apm_sketch_index(latency);
-        BEGIN
-            IF state IS NULL THEN state := array_fill(0, ARRAY[{BUCKETS}]); END IF;
-            state[b] := state[b] + 1;
-            RETURN state;
-        END $$""",
-    f"""CREATE FUNCTION apm_sketch_final(state integer[]) RETURNS sparsevec
-        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT state::vector({BUCKETS})::sparsevec $$""",
-    """CREATE AGGREGATE apm_sketch(double precision) (
-        SFUNC = apm_sketch_add, STYPE = integer[], FINALFUNC = apm_sketch_final,
-        PARALLEL = SAFE)""",
+    # The sketch of a set of bucket numbers, so that one aggregate expression,
+    # apm_sketch_of(array_agg(apm_sketch_index(latency_ms))), builds it in a TimescaleDB
+    # continuous aggregate (one GROUP BY, no PL/pgSQL: its refresh commits as it goes).
+    # SET search_path: the refresh runs function bodies with a restricted search path,
+    # and pgvector's types live in the schema current at creation. (%%s: the migration
+    # executes this with psycopg parameters, so format()'s placeholder is escaped.)
+    f"""CREATE FUNCTION apm_sketch_of(buckets integer[]) RETURNS sparsevec
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path FROM CURRENT AS $$
+        SELECT format('{{%%s}}/{BUCKETS}', string_agg(b || ':' || n, ',' ORDER BY b))::sparsevec
+        FROM (SELECT b, count(*) AS n FROM unnest(buckets) AS b GROUP BY b) AS counted
+        $$""",  # noqa: S608 - only constants are formatted in
 ]
 DROP_SKETCH_FUNCTIONS = [
-    "DROP AGGREGATE IF EXISTS apm_sketch(double precision)",
-    "DROP FUNCTION IF EXISTS apm_sketch_final(integer[])",
-    "DROP FUNCTION IF EXISTS apm_sketch_add(integer[], double precision)",
+    "DROP FUNCTION IF EXISTS apm_sketch_of(integer[])",
     "DROP FUNCTION IF EXISTS apm_sketch_index(double precision)",
 ]
 

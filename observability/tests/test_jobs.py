@@ -30,7 +30,7 @@ def project():
 @pytest.fixture
 def portable():
     if backend.current(connection) != backend.POSTGRES:
-        pytest.skip("TimescaleDB applies retention with its own policies")
+        pytest.skip("portable backend only: TimescaleDB has its own jobs and read-only views")
 
 
 def count(table: str, project) -> int:
@@ -76,7 +76,7 @@ def test_retention_drops_old_partitions_and_rows(project, portable, settings):
     assert oldest is None or oldest >= datetime.now(UTC) - timedelta(days=1, hours=1)
 
 
-def test_a_range_refresh_recomputes_exactly_that_range(project):
+def test_a_range_refresh_recomputes_exactly_that_range(project, portable):
     start = day_floor(datetime.now(UTC)) - timedelta(days=3)
     generate(project, start, start + timedelta(hours=6), 300, seed=4)
     call_command("refresh_apirequest_hourly", verbosity=0)
@@ -112,8 +112,19 @@ def test_run_jobs_once_prepares_partitions_ahead(portable, settings):
     assert ahead <= partitions.existing_partition_days(connection)
 
 
+def test_on_timescaledb_run_jobs_lists_the_jobs_and_exits():
+    if backend.current(connection) != backend.TIMESCALE:
+        pytest.skip("the portable backend's scheduler is tested below")
+    out = StringIO()
+
+    call_command("run_jobs", stdout=out)
+
+    assert "policy_refresh_continuous_aggregate" in out.getvalue()
+    assert "TimescaleDB runs these jobs itself" in out.getvalue()
+
+
 @pytest.mark.slow
-def test_run_jobs_stops_cleanly_on_sigterm():
+def test_run_jobs_stops_cleanly_on_sigterm(portable):
     params = connection.settings_dict
     url = f"postgres://{params['USER']}@{params['HOST']}:{params['PORT']}/{params['NAME']}"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "apm_platform.ci_settings", "DATABASE_URL": url}

@@ -32,9 +32,9 @@ def test_sql_and_python_put_every_latency_in_the_same_bucket():
 
 
 @pytest.mark.django_db
-def test_the_sketch_aggregate_equals_the_two_level_raw_form(project):
-    """apm_sketch() builds the TimescaleDB continuous aggregates; the portable backend and
-    the queries use the two-level form. Both must give the same sketch."""
+def test_the_one_aggregate_sketch_equals_the_two_level_raw_form(project):
+    """apm_sketch_of(array_agg(...)) builds the TimescaleDB continuous aggregates; the
+    portable backend and the queries use the two-level form. Both give the same sketch."""
     from datetime import UTC, datetime, timedelta
 
     from observability.tests.analytics_data import generate
@@ -43,7 +43,8 @@ def test_the_sketch_aggregate_equals_the_two_level_raw_form(project):
     generate(project, now - timedelta(hours=2), now, 3000, seed=9)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT apm_sketch(latency_ms)::text FROM api_request WHERE project_id = %s",
+            "SELECT apm_sketch_of(array_agg(apm_sketch_index(latency_ms)))::text "
+            "FROM api_request WHERE project_id = %s",
             [project.pk],
         )
         aggregate = cursor.fetchone()[0]
