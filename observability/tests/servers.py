@@ -1,4 +1,4 @@
-"""Real processes for tests: scratch PostgreSQL instances and gunicorn servers."""
+"""Real processes for tests and benchmarks: scratch PostgreSQL instances, gunicorn."""
 
 from __future__ import annotations
 
@@ -13,11 +13,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import psutil
 
 from apm_platform.embedded_db import EmbeddedPostgres
 
 BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+def write_report(result: dict, output: Path) -> None:
+    """A benchmark's results: pretty JSON in the report file, one line on stdout (last)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    print(orjson.dumps(result).decode())
 
 
 def free_port() -> int:

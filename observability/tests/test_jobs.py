@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
@@ -17,14 +16,13 @@ from observability.analytics.rollups import day_floor
 from observability.models import ApiRequest
 from observability.tests.analytics_data import generate
 from observability.tests.servers import BASE_DIR
-from observability.tests.utils import make_project
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def project():
-    return make_project(f"jobs-{uuid.uuid4().hex[:8]}")
+def project(isolated_project):
+    return isolated_project
 
 
 @pytest.fixture

@@ -13,23 +13,20 @@ from django.core.management import call_command
 from observability.analytics import sketch
 from observability.analytics.rollups import day_floor, hour_floor
 from observability.tests.analytics_data import bimodal, generate, reference, store
-from observability.tests.utils import client_with, make_key, make_project
+from observability.tests.utils import client_with, make_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 URL = "/api/v1/kpis/"
 
 
 @pytest.fixture
-def project():
-    # A project of its own: rollups outlive the truncation between transactional tests.
-    import uuid
-
-    return make_project(f"kpi-{uuid.uuid4().hex[:8]}")
+def project(isolated_project):
+    return isolated_project
 
 
 @pytest.fixture
-def api(project):
-    return client_with(make_key(project))
+def api(isolated_api):
+    return isolated_api
 
 
 @pytest.fixture

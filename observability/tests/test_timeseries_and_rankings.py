@@ -1,6 +1,5 @@
 """/kpis/timeseries/, /top-endpoints/ and /services/ against the raw-row reference."""
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,19 +8,18 @@ from django.core.management import call_command
 from observability.analytics.rollups import day_floor
 from observability.tests.analytics_data import generate, reference
 from observability.tests.test_kpis import assert_matches, iso
-from observability.tests.utils import client_with, make_key, make_project
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def project():
-    return make_project(f"ts-{uuid.uuid4().hex[:8]}")
+def project(isolated_project):
+    return isolated_project
 
 
 @pytest.fixture
-def api(project):
-    return client_with(make_key(project))
+def api(isolated_api):
+    return isolated_api
 
 
 @pytest.fixture

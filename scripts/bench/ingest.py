@@ -29,7 +29,12 @@ import psutil
 BASE_DIR = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(BASE_DIR))
 
-from observability.tests.servers import Gunicorn, manage, scratch_postgres  # noqa: E402
+from observability.tests.servers import (  # noqa: E402
+    Gunicorn,
+    manage,
+    scratch_postgres,
+    write_report,
+)
 
 BATCH = 1000
 SERVICES = [f"service-{n}" for n in range(10)]
@@ -272,10 +277,7 @@ def main() -> None:
         "seconds": round(elapsed, 1),
         "client_threads": args.client_threads,
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
-    print(orjson.dumps(result).decode())
+    write_report(result, Path(args.output))
 
 
 if __name__ == "__main__":

@@ -24,13 +24,17 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import orjson
 import psycopg
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(BASE_DIR))
 
-from observability.tests.servers import Gunicorn, manage, scratch_postgres  # noqa: E402
+from observability.tests.servers import (  # noqa: E402
+    Gunicorn,
+    manage,
+    scratch_postgres,
+    write_report,
+)
 
 SERVICES, ENDPOINTS_PER_SERVICE, DAYS = 20, 10, 30
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -263,10 +267,7 @@ def main() -> None:
         "raw_bytes": int(raw_bytes),
         "rollup_bytes": int(rollup_bytes),
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
-    print(orjson.dumps(result).decode())
+    write_report(result, Path(args.output))
 
 
 if __name__ == "__main__":
