@@ -271,6 +271,21 @@ APM_API_KEY_TOUCH_INTERVAL_S = env_int("APM_API_KEY_TOUCH_INTERVAL_S", 60, minim
 # Where `make run` keeps the demo project's API key.
 APM_DEMO_KEY_FILE = Path(env_str("APM_DEMO_KEY_FILE", str(BASE_DIR / ".data" / "demo-api-key")))
 
+# --- Semantic search ---------------------------------------------------------------
+# none | gemini | local (requirements-local-embeddings.txt). Keyword search needs none.
+EMBEDDING_PROVIDER = env_choice("EMBEDDING_PROVIDER", "none", ("none", "gemini", "local"))
+GEMINI_API_KEY = env_secret("GEMINI_API_KEY")
+GEMINI_EMBEDDING_MODEL = env_str("GEMINI_EMBEDDING_MODEL", "gemini-embedding-001")
+# 768 and 384 (the local model) have HNSW indexes (migration 0008).
+GEMINI_EMBEDDING_DIM = env_int("GEMINI_EMBEDDING_DIM", 768, minimum=1)
+# Another endpoint for the Gemini API (a proxy); empty: Google's.
+GEMINI_BASE_URL = env_str("GEMINI_BASE_URL")
+EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 100, minimum=1)
+EMBEDDING_MAX_ATTEMPTS = env_int("EMBEDDING_MAX_ATTEMPTS", 5, minimum=1)
+APM_SEARCH_MAX_QUERY_CHARS = env_int("APM_SEARCH_MAX_QUERY_CHARS", 500, minimum=1)
+# HNSW search breadth: higher finds more of the true nearest neighbours, slower.
+APM_SEARCH_EF_SEARCH = env_int("APM_SEARCH_EF_SEARCH", 100, minimum=1)
+
 # --- Telemetry ------------------------------------------------------------------
 # Set for multi-worker servers (gunicorn): prometheus_client reads the same variable
 # to keep per-worker counters in files, which /metrics aggregates.

@@ -10,9 +10,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.search import SearchVectorField
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
+from pgvector.django import VectorField
 
 
 class Project(models.Model):
@@ -295,3 +297,79 @@ class ServiceSettings(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project.slug}/{self.service}: T={self.apdex_t_ms:g} ms"
+
+
+class Document(models.Model):
+    """The searchable text of requests, masked, stored once per distinct text.
+
+    Many requests read the same ("GET /cart 200 ~30 ms checkout production"), so each
+    distinct text is embedded once; `doc_hash` is the SHA-256 of the text.
+    """
+
+    doc_hash = models.CharField(max_length=64, primary_key=True)
+    text = models.TextField()
+    # Keyword search: websearch_to_tsquery('simple', q) @@ search (GIN index, 0008).
+    search = SearchVectorField()
+
+    class Meta:
+        db_table = "apm_document"
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class Embedding(models.Model):
+    """A document's embedding by one model (HNSW indexes per dimension, migration 0008)."""
+
+    pk = models.CompositePrimaryKey("model", "doc_hash")
+    model = models.CharField(max_length=100)
+    doc_hash = models.CharField(max_length=64)
+    dim = models.PositiveSmallIntegerField()
+    embedding = VectorField()
+
+    class Meta:
+        db_table = "apm_embedding"
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.doc_hash[:12]}"
+
+
+class RequestDocument(models.Model):
+    """Which document a request reads as; keyed like the request it belongs to."""
+
+    pk = models.CompositePrimaryKey("event_id", "time")
+    event_id = models.UUIDField()
+    time = models.DateTimeField()
+    project = models.ForeignKey(
+        Project, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    service = models.CharField(max_length=128)
+    doc_hash = models.CharField(max_length=64)
+
+    class Meta:
+        db_table = "apm_request_document"
+        indexes = [
+            # Search results: the requests of one project that read as these documents.
+            models.Index(fields=["doc_hash", "project"], name="apm_reqdoc_hash_project"),
+            # Retention deletes by time.
+            models.Index(fields=["time"], name="apm_reqdoc_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} -> {self.doc_hash[:12]}"
+
+
+class EmbeddingCursor(models.Model):
+    """How far the embedding backfill has come, per model and project (resumable)."""
+
+    pk = models.CompositePrimaryKey("model", "project")
+    model = models.CharField(max_length=100)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    time = models.DateTimeField()
+    event_id = models.UUIDField()
+
+    class Meta:
+        db_table = "apm_embedding_cursor"
+
+    def __str__(self) -> str:
+        return f"{self.model} at {self.time}"

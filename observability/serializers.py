@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import timedelta
@@ -145,8 +146,9 @@ class ServiceKpiSerializer(KpiSerializer):
     service = serializers.CharField()
 
 
+@functools.cache
 def results_of(item_serializer):
-    """A {"results": [...]} envelope serializer for the OpenAPI schema."""
+    """A {"results": [...]} envelope serializer for the OpenAPI schema (one per item type)."""
     return type(
         f"{item_serializer.__name__.removesuffix('Serializer')}ResultsSerializer",
         (serializers.Serializer,),

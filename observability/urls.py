@@ -15,5 +15,11 @@ urlpatterns = [
     path("kpis/timeseries/", views.TimeseriesView.as_view(), name="kpis-timeseries"),
     path("top-endpoints/", views.TopEndpointsView.as_view(), name="top-endpoints"),
     path("services/", views.ServicesView.as_view(), name="services"),
+    path("search/", views.SearchView.as_view(), name="search"),
+    path(
+        "requests/<uuid:event_id>/similar/",
+        views.SimilarRequestsView.as_view(),
+        name="request-similar",
+    ),
     *router.urls,
 ]

@@ -22,6 +22,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apm_platform import db_router
+from observability import ai
+from observability.ai import search
 from observability.analytics import params as analytics_params
 from observability.analytics.queries import KpiQuery
 from observability.filters import RequestFilter, StrictOrderingFilter
@@ -453,3 +455,141 @@ class ServicesView(KpiView):
         rows = sorted(query.grouped(("service",), with_sketch=True), key=lambda row: -row[1].hits)
         results = [{"service": key[0], **kpi.as_dict(window.seconds)} for key, kpi in rows]
         return Response({"results": results})
+
+
+# --- Search ----------------------------------------------------------------------------
+
+SEARCH_MODES = ("semantic", "keyword", "hybrid")
+
+
+class SearchResultSerializer(ApiRequestSerializer):
+    score = serializers.FloatField(
+        help_text="semantic: cosine similarity; keyword: ts_rank_cd; "
+        "hybrid: reciprocal rank fusion."
+    )
+
+    class Meta(ApiRequestSerializer.Meta):
+        fields = [*ApiRequestSerializer.Meta.fields, "score"]
+
+
+def load_hits(project_id: int, hits: list) -> list[dict]:
+    """The request records of search hits, in hit order, with their scores."""
+    if not hits:
+        return []
+    rows = ApiRequest.objects.filter(project_id=project_id, pk__in=[(h[0], h[1]) for h in hits])
+    by_key = {(row.event_id, row.time): row for row in rows}
+    results = []
+    for event_id, time, score in hits:
+        row = by_key.get((event_id, time))
+        if row is not None:  # gone since (retention, delete)
+            row.score = score
+            results.append(row)
+    return SearchResultSerializer(results, many=True).data
+
+
+def _provider_or_400():
+    try:
+        return ai.require_provider()
+    except ai.NoProvider as exc:
+        raise exceptions.ValidationError({"mode": [str(exc)]}) from exc
+
+
+def _embed_query(provider, text: str) -> list[float]:
+    try:
+        return provider.embed([text], query=True)[0]
+    except ai.EmbeddingError as exc:
+        raise EmbeddingUnavailable(str(exc)) from exc
+
+
+class EmbeddingUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "embedding_unavailable"
+    default_detail = "The embedding provider is unavailable; keyword search still works."
+
+
+class SearchView(APIView):
+    @extend_schema(
+        summary="Search requests by meaning or words",
+        description="semantic: nearest requests by embedding (needs EMBEDDING_PROVIDER); "
+        "keyword: PostgreSQL full-text search; hybrid (default with a provider, else keyword): "
+        "both, fused by reciprocal rank. Requests are searchable once the embedding "
+        "backfill (run_jobs / embed_apirequests) has processed them.",
+        parameters=[
+            OpenApiParameter("q", str, required=True, description="1-500 characters."),
+            OpenApiParameter("mode", str, enum=list(SEARCH_MODES)),
+            OpenApiParameter("limit", int, description="1-100, default 10."),
+            OpenApiParameter("service", str),
+            OpenApiParameter("from", OpenApiTypes.DATETIME),
+            OpenApiParameter("to", OpenApiTypes.DATETIME),
+        ],
+        responses={200: results_of(SearchResultSerializer), **ERROR_RESPONSES},
+    )
+    def get(self, request):
+        text, mode, limit, filters = _search_params(request.query_params)
+        project_id = request.auth.project_id
+        database = connections[db_router.read_alias()]
+        if mode == "keyword":
+            hits = search.keyword(database, project_id, text, filters, limit)
+        else:
+            provider = _provider_or_400()
+            vector = _embed_query(provider, text)
+            depth = limit if mode == "semantic" else max(limit, search.HYBRID_DEPTH)
+            hits = search.semantic(database, provider, project_id, vector, filters, depth)
+            if mode == "hybrid":
+                words = search.keyword(database, project_id, text, filters, depth)
+                hits = search.hybrid(hits, words, limit)
+        return Response({"mode": mode, "results": load_hits(project_id, hits)})
+
+
+def _search_params(query_params):
+    text = query_params.get("q", "").strip()
+    if not text:
+        raise exceptions.ValidationError({"q": ["A search text is required."]})
+    if len(text) > settings.APM_SEARCH_MAX_QUERY_CHARS:
+        raise exceptions.ValidationError(
+            {"q": [f"At most {settings.APM_SEARCH_MAX_QUERY_CHARS} characters."]}
+        )
+    default_mode = "hybrid" if settings.EMBEDDING_PROVIDER != "none" else "keyword"
+    mode = query_params.get("mode", default_mode)
+    if mode not in SEARCH_MODES:
+        raise exceptions.ValidationError({"mode": [f"Use one of {', '.join(SEARCH_MODES)}."]})
+    _, limit = analytics_params.ranking({"limit": query_params.get("limit", "10")})
+    window, kpi_filters = analytics_params.window_and_filters(
+        {key: query_params[key] for key in ("from", "to", "service") if key in query_params}
+    )
+    filters = search.SearchFilters(
+        service=kpi_filters.service,
+        start=window.start if "from" in query_params else None,
+        end=window.end if "to" in query_params else None,
+    )
+    return text, mode, limit, filters
+
+
+class SimilarRequestsView(APIView):
+    @extend_schema(
+        summary="Requests similar to one request",
+        description="The nearest requests by embedding (needs EMBEDDING_PROVIDER). 404 until "
+        "the backfill has embedded the request.",
+        parameters=[OpenApiParameter("limit", int, description="1-100, default 10.")],
+        responses={
+            200: results_of(SearchResultSerializer),
+            404: ErrorSerializer,
+            **ERROR_RESPONSES,
+        },
+    )
+    def get(self, request, event_id):
+        project_id = request.auth.project_id
+        provider = _provider_or_400()
+        _, limit = analytics_params.ranking({"limit": request.query_params.get("limit", "10")})
+        database = connections[db_router.read_alias()]
+        vector = search.embedding_of_request(database, provider, project_id, event_id)
+        if vector is None:
+            raise exceptions.NotFound(
+                "No embedding for this request (yet): the embedding backfill (run_jobs, "
+                "embed_apirequests) processes requests a few minutes after they arrive."
+            )
+        hits = search.semantic(
+            database, provider, project_id, vector, search.SearchFilters(), limit + 1
+        )
+        hits = [hit for hit in hits if hit[0] != event_id][:limit]
+        return Response({"results": load_hits(project_id, hits)})

@@ -1,0 +1,57 @@
+"""Embedding providers: Gemini (google-genai), a local sentence-transformers model, or none.
+
+Selected by EMBEDDING_PROVIDER. A provider turns texts into vectors of one dimension;
+search compares vectors of the same model only.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from django.conf import settings
+
+
+class EmbeddingError(RuntimeError):
+    """The provider failed or answered something unusable; nothing was stored."""
+
+
+class NoProvider(RuntimeError):
+    """Semantic search needs an embedding provider (EMBEDDING_PROVIDER)."""
+
+
+class Provider(Protocol):
+    model: str  # the name stored with each embedding
+    dim: int
+    batch_size: int
+
+    def embed(self, texts: list[str], *, query: bool = False) -> list[list[float]]:
+        """One vector per text; `query` marks a search query rather than a document."""
+        ...
+
+
+def get_provider() -> Provider | None:
+    name = settings.EMBEDDING_PROVIDER
+    if name == "gemini":
+        from observability.ai.gemini import GeminiProvider
+
+        return GeminiProvider.from_settings()
+    if name == "local":
+        from observability.ai.local import LocalProvider
+
+        return LocalProvider.from_settings()
+    return None
+
+
+def require_provider() -> Provider:
+    provider = get_provider()
+    if provider is None:
+        raise NoProvider(
+            "Semantic search needs an embedding provider: set EMBEDDING_PROVIDER to gemini "
+            "(with GEMINI_API_KEY) or local. Keyword search works without one."
+        )
+    return provider
+
+
+def vector_literal(vector: list[float]) -> str:
+    """pgvector's text form of a vector, to pass as a parameter and cast ::vector."""
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"

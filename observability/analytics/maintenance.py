@@ -227,10 +227,12 @@ def apply_retention(
     """Delete data older than the retention settings (portable backend; on TimescaleDB the
     retention policies are synced to the settings and run)."""
     now = now or datetime.now(UTC)
+    raw_cutoff = now - timedelta(days=settings.APM_RAW_RETENTION_DAYS)
     if backend.current(connection) == backend.TIMESCALE:
         sync_timescale_policies(connection)
-        return RetentionReport([], {})
-    raw_cutoff = now - timedelta(days=settings.APM_RAW_RETENTION_DAYS)
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+            deleted = {} if dry_run else _delete_search_data(cursor, raw_cutoff)
+        return RetentionReport([], deleted)
     report = RetentionReport(partitions.droppable_partitions(connection, raw_cutoff), {})
     cutoffs = [(partitions.DEFAULT_PARTITION, "time", raw_cutoff)]
     cutoffs += [(r.table, "bucket", now - timedelta(days=settings.APM_HOURLY_RETENTION_DAYS))
@@ -251,7 +253,27 @@ def apply_retention(
         if not dry_run:
             partitions.drop_partitions(connection, report.partitions_dropped)
             cursor.execute("DELETE FROM apm_rollup_dirty WHERE bucket < %s", [raw_cutoff])
+            report.rows_deleted.update(_delete_search_data(cursor, raw_cutoff))
     return report
+
+
+# Search data follows its requests: links older than raw retention go, then documents
+# and embeddings no request reads as any more.
+DELETE_SEARCH_DATA = (
+    ("apm_request_document", "DELETE FROM apm_request_document WHERE time < %s"),
+    ("apm_document", "DELETE FROM apm_document AS d WHERE NOT EXISTS "
+     "(SELECT 1 FROM apm_request_document AS r WHERE r.doc_hash = d.doc_hash)"),
+    ("apm_embedding", "DELETE FROM apm_embedding AS e WHERE NOT EXISTS "
+     "(SELECT 1 FROM apm_document AS d WHERE d.doc_hash = e.doc_hash)"),
+)  # fmt: skip
+
+
+def _delete_search_data(cursor, raw_cutoff: datetime) -> dict[str, int]:
+    deleted = {}
+    for table, statement in DELETE_SEARCH_DATA:
+        cursor.execute(statement, [raw_cutoff] if "%s" in statement else [])
+        deleted[table] = cursor.rowcount
+    return deleted
 
 
 def sync_timescale_policies(connection: BaseDatabaseWrapper) -> None:

@@ -110,12 +110,12 @@ def test_run_jobs_once_prepares_partitions_ahead(portable, settings):
     assert ahead <= partitions.existing_partition_days(connection)
 
 
-def test_on_timescaledb_run_jobs_lists_the_jobs_and_exits():
+def test_on_timescaledb_run_jobs_lists_the_database_jobs():
     if backend.current(connection) != backend.TIMESCALE:
         pytest.skip("the portable backend's scheduler is tested below")
     out = StringIO()
 
-    call_command("run_jobs", stdout=out)
+    call_command("run_jobs", "--once", stdout=out)
 
     assert "policy_refresh_continuous_aggregate" in out.getvalue()
     assert "TimescaleDB runs these jobs itself" in out.getvalue()

@@ -27,6 +27,8 @@ def test_every_api_route_is_documented(schema):
         "/api/v1/kpis/timeseries/",
         "/api/v1/top-endpoints/",
         "/api/v1/services/",
+        "/api/v1/search/",
+        "/api/v1/requests/{event_id}/similar/",
     }
 
 

@@ -1,0 +1,125 @@
+"""Search over requests: by meaning (pgvector HNSW), by words (full-text), or both.
+
+Semantic: the query's embedding against document embeddings of the same model, by
+cosine distance through the HNSW index, then the project's requests that read as the
+nearest documents. Keyword: websearch_to_tsquery over the documents' tsvector (GIN).
+Hybrid: reciprocal rank fusion of the two rankings (score = sum of 1 / (60 + rank)).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from psycopg import sql
+
+from observability.ai import Provider, vector_literal
+
+RRF_K = 60
+# Hybrid search fuses this many hits of each ranking (at least the results wanted).
+HYBRID_DEPTH = 20
+# Requests sharing a document share its distance; fetch more candidates than results so
+# that filters (service, time) still leave enough.
+CANDIDATES_PER_RESULT = 10
+
+NEAREST = """
+WITH nearest AS MATERIALIZED (
+    SELECT doc_hash, embedding::vector({dim}) <=> %(vector)s::vector({dim}) AS distance
+    FROM apm_embedding
+    WHERE model = %(model)s AND dim = {dim}
+    ORDER BY embedding::vector({dim}) <=> %(vector)s::vector({dim})
+    LIMIT %(candidates)s
+)
+SELECT r.event_id, r.time, 1 - n.distance AS score
+FROM nearest AS n JOIN apm_request_document AS r ON r.doc_hash = n.doc_hash
+WHERE r.project_id = %(project)s {filters}
+ORDER BY n.distance, r.time DESC
+LIMIT %(limit)s
+"""
+
+KEYWORD = """
+SELECT r.event_id, r.time, ts_rank_cd(d.search, query) AS score
+FROM apm_document AS d
+JOIN apm_request_document AS r ON r.doc_hash = d.doc_hash,
+     websearch_to_tsquery('simple', %(q)s) AS query
+WHERE d.search @@ query AND r.project_id = %(project)s {filters}
+ORDER BY score DESC, r.time DESC
+LIMIT %(limit)s
+"""
+
+EMBEDDING_OF_REQUEST = """
+SELECT e.embedding::text, r.doc_hash FROM apm_request_document AS r
+JOIN apm_embedding AS e ON e.doc_hash = r.doc_hash AND e.model = %(model)s
+WHERE r.project_id = %(project)s AND r.event_id = %(event_id)s
+ORDER BY r.time DESC LIMIT 1
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchFilters:
+    service: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def sql(self) -> tuple[sql.Composable, dict]:
+        clauses, params = [], {}
+        if self.service is not None:
+            clauses.append(sql.SQL("AND r.service = %(service)s"))
+            params["service"] = self.service
+        if self.start is not None:
+            clauses.append(sql.SQL("AND r.time >= %(start)s"))
+            params["start"] = self.start
+        if self.end is not None:
+            clauses.append(sql.SQL("AND r.time < %(end)s"))
+            params["end"] = self.end
+        return sql.SQL(" ").join(clauses), params
+
+
+Hit = tuple[uuid.UUID, datetime, float]  # event_id, time, score
+
+
+def semantic(connection: BaseDatabaseWrapper, provider: Provider, project_id: int,
+             vector: list[float], filters: SearchFilters, limit: int) -> list[Hit]:  # fmt: skip
+    candidates = max(limit * CANDIDATES_PER_RESULT, 100)
+    where, params = filters.sql()
+    query = sql.SQL(NEAREST).format(dim=sql.SQL(str(int(provider.dim))), filters=where)
+    params.update(vector=vector_literal(vector), model=provider.model, project=project_id,
+                  candidates=candidates, limit=limit)  # fmt: skip
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        # HNSW returns at most ef_search rows: never fewer than the candidates wanted.
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)",
+                       [str(max(settings.APM_SEARCH_EF_SEARCH, candidates))])  # fmt: skip
+        cursor.execute(query, params)
+        return [(row[0], row[1], float(row[2])) for row in cursor.fetchall()]
+
+
+def keyword(connection: BaseDatabaseWrapper, project_id: int, text: str,
+            filters: SearchFilters, limit: int) -> list[Hit]:  # fmt: skip
+    where, params = filters.sql()
+    params.update(q=text, project=project_id, limit=limit)
+    with connection.cursor() as cursor:
+        cursor.execute(sql.SQL(KEYWORD).format(filters=where), params)
+        return [(row[0], row[1], float(row[2])) for row in cursor.fetchall()]
+
+
+def hybrid(semantic_hits: list[Hit], keyword_hits: list[Hit], limit: int) -> list[Hit]:
+    """Reciprocal rank fusion: robust to the two scores having nothing in common."""
+    fused: dict[tuple, float] = {}
+    for hits in (semantic_hits, keyword_hits):
+        for rank, (event_id, time, _) in enumerate(hits, start=1):
+            fused[(event_id, time)] = fused.get((event_id, time), 0.0) + 1 / (RRF_K + rank)
+    ranked = sorted(fused.items(), key=lambda item: (-item[1], -item[0][1].timestamp()))
+    return [(event_id, time, score) for (event_id, time), score in ranked[:limit]]
+
+
+def embedding_of_request(connection: BaseDatabaseWrapper, provider: Provider, project_id: int,
+                         event_id: uuid.UUID) -> list[float] | None:  # fmt: skip
+    with connection.cursor() as cursor:
+        params = {"model": provider.model, "project": project_id, "event_id": event_id}
+        cursor.execute(EMBEDDING_OF_REQUEST, params)
+        row = cursor.fetchone()
+    return [float(x) for x in row[0].strip("[]").split(",")] if row else None
