@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: help venv run test lint migrate shell clean-data bench-ingest bench-kpi
+.PHONY: help venv run test lint migrate shell clean-data bench-ingest bench-kpi bench-search
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ bench-ingest: venv ## Ingest throughput vs raw COPY and the ORM (reports/bench/i
 
 bench-kpi: venv ## KPI latency on 10M rows vs raw SQL, refresh time, storage (reports/bench/kpi.json)
 	$(PY) scripts/bench/kpi.py
+
+bench-search: venv ## HNSW build, semantic search latency and recall@10 on 100k vectors (reports/bench/search.json)
+	$(PY) scripts/bench/search.py
 
 clean-data: ## Delete the embedded databases and demo key under .data/
 	rm -rf .data

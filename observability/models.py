@@ -340,8 +340,9 @@ class RequestDocument(models.Model):
     pk = models.CompositePrimaryKey("event_id", "time")
     event_id = models.UUIDField()
     time = models.DateTimeField()
+    # No index of its own: searches find rows by (doc_hash, project), retention by time.
     project = models.ForeignKey(
-        Project, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        Project, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
     service = models.CharField(max_length=128)
     doc_hash = models.CharField(max_length=64)

@@ -476,7 +476,12 @@ def load_hits(project_id: int, hits: list) -> list[dict]:
     """The request records of search hits, in hit order, with their scores."""
     if not hits:
         return []
-    rows = ApiRequest.objects.filter(project_id=project_id, pk__in=[(h[0], h[1]) for h in hits])
+    times = [hit[1] for hit in hits]
+    # The time bounds let PostgreSQL skip every daily partition the hits are not in.
+    rows = ApiRequest.objects.filter(
+        project_id=project_id, time__gte=min(times), time__lte=max(times),
+        pk__in=[(hit[0], hit[1]) for hit in hits],
+    )  # fmt: skip
     by_key = {(row.event_id, row.time): row for row in rows}
     results = []
     for event_id, time, score in hits:

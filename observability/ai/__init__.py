@@ -29,17 +29,27 @@ class Provider(Protocol):
         ...
 
 
+# One provider (and HTTP client) per process and configuration: building the client
+# costs more than a search.
+_providers: dict[tuple, Provider] = {}
+
+
 def get_provider() -> Provider | None:
     name = settings.EMBEDDING_PROVIDER
-    if name == "gemini":
-        from observability.ai.gemini import GeminiProvider
+    if name == "none":
+        return None
+    config = (name, settings.GEMINI_API_KEY, settings.GEMINI_EMBEDDING_MODEL,
+              settings.GEMINI_EMBEDDING_DIM, settings.GEMINI_BASE_URL)  # fmt: skip
+    if config not in _providers:
+        if name == "gemini":
+            from observability.ai.gemini import GeminiProvider
 
-        return GeminiProvider.from_settings()
-    if name == "local":
-        from observability.ai.local import LocalProvider
+            _providers[config] = GeminiProvider.from_settings()
+        else:
+            from observability.ai.local import LocalProvider
 
-        return LocalProvider.from_settings()
-    return None
+            _providers[config] = LocalProvider.from_settings()
+    return _providers[config]
 
 
 def require_provider() -> Provider:

@@ -108,6 +108,7 @@ class Migration(migrations.Migration):
                     "project",
                     models.ForeignKey(
                         db_constraint=False,
+                        db_index=False,
                         on_delete=django.db.models.deletion.DO_NOTHING,
                         related_name="+",
                         to="observability.project",

@@ -1,8 +1,9 @@
 """A local HTTP server speaking the Gemini API's batchEmbedContents, for tests.
 
 The real google-genai client is pointed at it (GEMINI_BASE_URL). It is the one stand-in
-in the suite: Google's service cannot be reached from here. Its embeddings are a
-deterministic bag of hashed words, so texts sharing words are near each other.
+in the suite: Google's service cannot be reached from here. Its embeddings are, by
+default, a deterministic bag of hashed words, so texts sharing words are near each
+other; the search benchmark plugs in its own.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class FakeGemini:
     """Records every request; `fail_with` answers the next calls with those statuses;
     `malformed` answers with a broken body."""
 
-    def __init__(self):
+    def __init__(self, embedder=None):
+        self.embedder = embedder or embed_text
         self.requests: list[dict] = []
         self.paths: list[str] = []
         self.api_keys: list[str] = []
@@ -72,7 +74,7 @@ class FakeGemini:
             return b"{not json"
         embeddings = [
             {
-                "values": embed_text(
+                "values": self.embedder(
                     item["content"]["parts"][0]["text"], item.get("outputDimensionality", 768)
                 )
             }
