@@ -99,7 +99,9 @@ def load(url: str, vectors: Vectors, project_id: int) -> list[uuid.UUID]:
 def build_index(url: str) -> float:
     with psycopg.connect(url, autocommit=True) as conn:
         # As autovacuum would after a load this size: the planner needs the statistics.
-        conn.execute("VACUUM ANALYZE apm_embedding, apm_request_document, apm_document, api_request")
+        conn.execute(
+            "VACUUM ANALYZE apm_embedding, apm_request_document, apm_document, api_request"
+        )
         # An operator's setting for index builds: the graph fits in memory, the build is fast.
         conn.execute("SET maintenance_work_mem = '2GB'")
         conn.execute("SET max_parallel_maintenance_workers = 1")
