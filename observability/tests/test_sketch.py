@@ -129,3 +129,22 @@ def test_plan_covers_the_window_with_rollups_only_where_complete():
         sum((p.end - p.start).total_seconds() for p in parts),
         (t(5, 14, 15) - t(1, 10, 30)).total_seconds(),
     )
+
+
+@pytest.mark.django_db
+def test_the_sql_quantile_function_reads_sketches_as_python_does():
+    rng = random.Random(8)
+    values = [rng.lognormvariate(4, 1.2) for _ in range(5000)]
+    counts = sketch_of(values)
+    qs = (0.01, 0.5, 0.9, 0.95, 0.99, 1.0)
+    vector = "[" + ",".join(str(int(c)) for c in counts) + "]"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT apm_sketch_quantile(%s::vector, q) FROM unnest(%s::float8[]) AS q",
+            [vector, list(qs)],
+        )
+        in_sql = [row[0] for row in cursor.fetchall()]
+
+    # Python's answer, without its clamping to the exact min and max.
+    in_python = sketch.quantiles(counts, qs, 0.0, float("inf"))
+    assert in_sql == pytest.approx(in_python, rel=1e-12)
