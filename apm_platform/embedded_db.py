@@ -52,6 +52,8 @@ class EmbeddedPostgres:
     database: str = "apm"
     user: str = "postgres"
     host: str = "127.0.0.1"
+    # Another installation's binaries (tests that need a server built with TLS).
+    bin_dir: Path | None = None
 
     @property
     def log_file(self) -> Path:
@@ -191,7 +193,7 @@ class EmbeddedPostgres:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _run(self, program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        command = [str(binaries_dir() / program), *args]
+        command = [str((self.bin_dir or binaries_dir()) / program), *args]
         user = _server_user()
         # Drop root's group too: with gid 0 kept, a directory's group bits (not its
         # "others" bits) would decide what the server may access.

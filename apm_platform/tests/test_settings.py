@@ -24,6 +24,7 @@ CONTROLLED = {
     "DEBUG",
     "ALLOWED_HOSTS",
     "DATABASE_REPLICA_URLS",
+    "DATABASE_REPLICA_URLS_FILE",
     "APM_ANALYTICS_BACKEND",
     "DJANGO_SETTINGS_MODULE",
 }
@@ -95,6 +96,13 @@ def test_replicas_are_extra_databases_mirroring_default_in_tests():
     assert values is not None, error
     assert values["dbs"] == ["default", "replica1", "replica2"]
     assert values["mirror"] == {"MIRROR": "default"}
+
+
+def test_replica_urls_can_come_from_a_file(tmp_path):
+    (tmp_path / "replicas").write_text("postgres://u:p@r1:5433/apm,postgres://u:p@r2:5434/apm\n")
+    values, error = load_settings(SECRET_KEY="s", DATABASE_REPLICA_URLS_FILE=str(tmp_path / "replicas"), **PROD)
+    assert values is not None, error
+    assert values["dbs"] == ["default", "replica1", "replica2"]
 
 
 @pytest.mark.parametrize(

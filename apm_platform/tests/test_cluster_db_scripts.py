@@ -1,0 +1,242 @@
+"""The DATA node's database scripts, run for real against local PostgreSQL servers.
+
+No Docker engine runs here, so the scripts the containers run are executed directly,
+as the database's own user, with the environment Compose gives them
+(docker/cluster/docker-compose.data.yml): 001_roles.sh and primary-setup.sh on a fresh
+primary, then replica-entrypoint.sh, which must clone it over TLS through its slot and
+stream from it, and on its next start resume streaming without cloning again. What
+this cannot cover is the image itself (its entrypoint, paths and user); `make validate`
+checks the Compose files statically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from apm_platform import embedded_db
+from apm_platform.embedded_db import EmbeddedPostgres
+from observability.tests.servers import free_port
+
+# The embedded PostgreSQL is built without TLS; Debian's (apt-get install postgresql-15,
+# done by .ci/run) has it.
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (PG_BIN / "postgres").exists(), reason=f"needs PostgreSQL with TLS in {PG_BIN}"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLES_SCRIPT = ROOT / "docker/initdb/001_roles.sh"
+PRIMARY_SETUP = ROOT / "docker/cluster/replica/primary-setup.sh"
+REPLICA_ENTRYPOINT = ROOT / "docker/cluster/replica/replica-entrypoint.sh"
+PASSWORDS = {
+    "db_writer_password": "writer-pw",
+    "db_reader_password": "reader-pw",
+    "db_replication_password": "replication-pw",
+    "db_monitor_password": "monitor-pw",
+}
+
+
+def server_user_identity() -> dict:
+    """Run as the database's user, as the container does (root here runs it as another)."""
+    user = embedded_db._server_user()
+    return {"user": user, "group": user, "extra_groups": []} if user else {}
+
+
+def give_to_server_user(path: Path) -> None:
+    user = embedded_db._server_user()
+    if user:
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def script_env(**extra: str) -> dict:
+    return {
+        "PATH": f"{PG_BIN}:/usr/bin:/bin",
+        "HOME": "/tmp",
+        **extra,
+    }
+
+
+def run_script(script: Path, **env: str) -> str:
+    result = subprocess.run(  # noqa: S603 - our own script
+        ["bash", str(script)],
+        env=script_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        **server_user_identity(),
+    )
+    assert result.returncode == 0, f"{script.name} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cluster-scripts")
+    base.chmod(0o755)
+    secrets = base / "secrets"
+    secrets.mkdir(mode=0o755)
+    for name, value in PASSWORDS.items():
+        (secrets / name).write_text(value + "\n")
+        (secrets / name).chmod(0o644)
+    tls = base / "tls"
+    tls.mkdir(mode=0o755)
+    subprocess.run(  # noqa: S603 - fixed arguments
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(tls / "private.key"), "-out", str(tls / "public.crt"),
+         "-subj", "/CN=apm-data", "-addext", "subjectAltName=DNS:apm-data"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (tls / "public.crt").chmod(0o644)
+    give_to_server_user(tls / "private.key")
+    return base
+
+
+@pytest.fixture(scope="module")
+def primary(workdir):
+    """A fresh primary with TLS on, initialised as the image's entrypoint would."""
+    server = EmbeddedPostgres(data_dir=workdir / "primary" / "data", port=free_port(), bin_dir=PG_BIN)
+    server.start()
+    tls = workdir / "tls"
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET ssl = on")
+        for setting, path in (("ssl_cert_file", tls / "public.crt"), ("ssl_key_file", tls / "private.key")):
+            statement = sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(setting), sql.Literal(str(path)))
+            conn.execute(statement)
+        conn.execute("SELECT pg_reload_conf()")
+    env = {
+        "POSTGRES_USER": "postgres",
+        "POSTGRES_DB": "apm",
+        "PGHOST": server.host,
+        "PGPORT": str(server.port),
+        "PGDATA": str(server.data_dir),
+        "SECRETS_DIR": str(workdir / "secrets"),
+        "REPLICA_SLOTS": "replica1,replica2",
+    }
+    run_script(ROLES_SCRIPT, **env)
+    run_script(PRIMARY_SETUP, **env)
+    server._run("pg_ctl", "reload", "-D", str(server.data_dir))
+    yield server
+    server.stop()
+
+
+def connect(port: int, user: str, workdir: Path, sslmode: str = "verify-ca") -> psycopg.Connection:
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=port,
+        dbname="apm",
+        user=user,
+        password=PASSWORDS.get(f"db_{user.removeprefix('apm_')}_password", ""),
+        sslmode=sslmode,
+        sslrootcert=str(workdir / "tls" / "public.crt"),
+        autocommit=True,
+        connect_timeout=5,
+    )
+
+
+@contextlib.contextmanager
+def replica_process(workdir: Path, primary: EmbeddedPostgres, port: int):
+    """replica-entrypoint.sh as the container runs it; yields its log file."""
+    home = workdir / "replica1"
+    home.mkdir(exist_ok=True)
+    give_to_server_user(home)
+    log = home / "entrypoint.log"
+    env = script_env(
+        PGDATA=str(home / "data"),
+        PRIMARY_HOST=primary.host,
+        PRIMARY_PORT=str(primary.port),
+        REPLICA_SLOT="replica1",
+        SECRETS_DIR=str(workdir / "secrets"),
+        DB_TLS_CA_FILE=str(workdir / "tls" / "public.crt"),
+    )
+    # max_connections as on the primary: a standby refuses to run with fewer.
+    options = [f"port={port}", "listen_addresses=127.0.0.1", "unix_socket_directories=", "max_connections=200"]
+    command = ["bash", str(REPLICA_ENTRYPOINT)]
+    for option in options:
+        command += ["-c", option]
+    with open(log, "a") as output:
+        process = subprocess.Popen(  # noqa: S603 - our own script
+            command, env=env, stdout=output, stderr=subprocess.STDOUT, **server_user_identity()
+        )
+    try:
+        yield log
+    finally:
+        process.send_signal(signal.SIGINT)  # postgres: fast shutdown
+        process.wait(timeout=60)
+
+
+def wait_for(predicate, timeout: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except psycopg.Error as exc:
+            last_error = exc
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; last error: {last_error}")
+
+
+def test_the_primary_only_accepts_tls_with_passwords_from_the_network(primary, workdir):
+    with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry|SSL off"):
+        connect(primary.port, "apm_writer", workdir, sslmode="disable").close()
+    with connect(primary.port, "apm_writer", workdir) as conn:
+        assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
+    with connect(primary.port, "apm_monitor", workdir) as conn:
+        assert conn.execute("SELECT pg_has_role('pg_monitor', 'member')").fetchone() == (True,)
+
+
+def test_the_primary_has_a_slot_per_replica(primary, workdir):
+    with connect(primary.port, "apm_monitor", workdir) as conn:
+        slots = conn.execute("SELECT slot_name, slot_type FROM pg_replication_slots ORDER BY 1").fetchall()
+    assert slots == [("replica1", "physical"), ("replica2", "physical")]
+
+
+def test_a_replica_clones_the_primary_streams_and_resumes_after_a_restart(primary, workdir):
+    port = free_port()
+    with connect(primary.port, "apm_writer", workdir) as writer:
+        writer.execute("CREATE TABLE replicated (id int)")
+        writer.execute("INSERT INTO replicated VALUES (1)")
+
+    with replica_process(workdir, primary, port) as log:
+        replica = wait_for(lambda: connect(port, "apm_reader", workdir), what="the replica to accept")
+        with replica:
+            assert replica.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+            with connect(primary.port, "apm_writer", workdir) as writer:
+                writer.execute("INSERT INTO replicated VALUES (2)")
+            wait_for(lambda: replica.execute("SELECT count(*) FROM replicated").fetchone() == (2,),
+                     what="row 2 on the replica")  # fmt: skip
+        with connect(primary.port, "apm_monitor", workdir) as monitor:
+            streaming = monitor.execute(
+                "SELECT application_name, state, ssl FROM pg_stat_replication "
+                "JOIN pg_stat_ssl USING (pid)"
+            ).fetchall()
+            assert streaming == [("replica1", "streaming", True)]
+            active = monitor.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = 'replica1'"
+            ).fetchone()
+            assert active == (True,)
+    assert log.read_text().count("cloning") == 1
+
+    with connect(primary.port, "apm_writer", workdir) as writer:
+        writer.execute("INSERT INTO replicated VALUES (3)")  # while the replica is down
+    with replica_process(workdir, primary, port) as log:
+        replica = wait_for(lambda: connect(port, "apm_reader", workdir), what="the restarted replica")
+        with replica:
+            wait_for(lambda: replica.execute("SELECT count(*) FROM replicated").fetchone() == (3,),
+                     what="the row written while the replica was down")  # fmt: skip
+    assert log.read_text().count("cloning") == 1, "a restart must not clone again"

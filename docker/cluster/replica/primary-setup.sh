@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Primary side of streaming replication (DATA node). Mounted into
+# /docker-entrypoint-initdb.d, so the image's entrypoint runs it once, as postgres, when
+# it initialises the data directory (after 001_roles.sh, which creates `replicator`).
+#   - one physical replication slot per replica (REPLICA_SLOTS, comma-separated): the
+#     primary keeps the WAL a replica has not received yet, up to max_slot_wal_keep_size;
+#   - pg_hba.conf: from the network only TLS with SCRAM passwords, for the app's roles
+#     and for `replicator`'s replication connections. pg_basebackup copies this file to
+#     the replicas, so a promoted replica accepts the same clients.
+set -euo pipefail
+
+: "${PGDATA:?PGDATA must be set}"
+: "${POSTGRES_USER:?POSTGRES_USER must be set}"
+: "${POSTGRES_DB:?POSTGRES_DB must be set}"
+
+create_slot() {
+    psql -v ON_ERROR_STOP=1 --username "${POSTGRES_USER}" --dbname "${POSTGRES_DB}" \
+        -v slot="$1" <<'SQL'
+SELECT pg_create_physical_replication_slot(:'slot')
+WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = :'slot');
+SQL
+}
+
+IFS=',' read -r -a slots <<< "${REPLICA_SLOTS:-replica1,replica2}"
+for slot in "${slots[@]}"; do
+    create_slot "${slot}"
+done
+
+cat > "${PGDATA}/pg_hba.conf" <<'HBA'
+# Written by docker/cluster/replica/primary-setup.sh at initialisation.
+# TYPE   DATABASE      USER        ADDRESS         METHOD
+# Inside the container (health checks, pgBackRest over the shared socket).
+local    all           postgres                    peer
+local    all           all                         scram-sha-256
+# From the network: TLS and SCRAM only.
+hostssl  all           all         all             scram-sha-256
+hostssl  replication   replicator  all             scram-sha-256
+HBA
+echo "primary-setup: slots ${REPLICA_SLOTS:-replica1,replica2}; pg_hba.conf requires TLS from the network"

@@ -1,0 +1,149 @@
+"""Static validation of every Compose stack, as `docker compose config` would do it.
+
+No Docker engine runs here, so for each (Compose file, env files) pair this:
+1. interpolates ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message} and $$ from
+   the env files (an unset variable without a default is an error);
+2. validates the result against the Compose Specification JSON schema (vendored by
+   check-jsonschema);
+3. checks what the schema cannot: depends_on targets exist, `service_healthy` targets
+   have a health check, named volumes and secrets are declared, env files, build
+   contexts, Dockerfiles and bind-mounted files exist (generated secrets and
+   certificates excepted: `make secrets` creates them).
+Exits non-zero with one line per problem.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import check_jsonschema
+import jsonschema
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = Path(check_jsonschema.__file__).parent / "builtin_schemas/vendor/compose-spec.json"
+
+# (compose file, env files) as the stacks are started (see the Makefile).
+STACKS = [
+    ("docker/docker-compose.yml", ["docker/.env.ports"]),
+    ("docker/docker-compose.yml", ["docker/.env.ports.localdev"]),
+    ("docker/docker-compose.backup.yml", ["docker/.env.ports"]),
+    ("docker/cluster/docker-compose.data.yml", ["docker/cluster/.env.cluster.example"]),
+    ("docker/cluster/docker-compose.control.yml", ["docker/cluster/.env.cluster.example"]),
+    ("docker/cluster/docker-compose.app.yml", ["docker/cluster/.env.cluster.example"]),
+]
+# Created by `make secrets` / switch_cluster_mode.py, never committed.
+GENERATED = ("docker/secrets/", "docker/certs/public.crt", "docker/certs/private.key",
+             "docker/certs/pgbackrest/", "configs/cluster/")  # fmt: skip
+VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def read_env_files(paths: list[str]) -> dict[str, str]:
+    env = {}
+    for path in paths:
+        for line in (ROOT / path).read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                name, _, value = line.partition("=")
+                env[name.strip()] = value.strip().strip("'\"")
+    return env
+
+
+def interpolate(value, env: dict[str, str], problems: list[str], where: str):
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, problems, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, problems, where) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match) -> str:
+        if match[0] == "$$":
+            return "$"
+        name = match[1] or match[4]
+        operator, argument = match[2], match[3] or ""
+        present = name in env and (env[name] != "" or operator not in (":-", ":?"))
+        if present:
+            return env[name]
+        if operator in ("-", ":-"):
+            return argument
+        problems.append(f"{where}: variable {name} is not set" + (f" ({argument})" if argument else ""))
+        return ""
+
+    return VARIABLE.sub(replace, value)
+
+
+def check_references(compose: dict, base: Path, problems: list[str], label: str) -> None:
+    services = compose.get("services", {})
+    volumes, secrets = set(compose.get("volumes") or {}), set(compose.get("secrets") or {})
+    for name, service in services.items():
+        where = f"{label}: service {name}"
+        depends = service.get("depends_on", {})
+        for target, condition in (depends.items() if isinstance(depends, dict) else []):
+            if target not in services:
+                problems.append(f"{where}: depends_on unknown service {target}")
+            elif condition.get("condition") == "service_healthy" and not _has_healthcheck(services[target]):
+                problems.append(f"{where}: waits for {target} to be healthy, which has no healthcheck")
+        for mount in service.get("volumes", []):
+            source = mount.split(":", 1)[0] if isinstance(mount, str) else mount.get("source", "")
+            if source.startswith((".", "/")):
+                _must_exist(base / source if source.startswith(".") else Path(source), where, problems,
+                            host_path=source.startswith("/"))  # fmt: skip
+            elif source and source not in volumes:
+                problems.append(f"{where}: volume {source} is not declared")
+        for secret in service.get("secrets", []):
+            secret_name = secret if isinstance(secret, str) else secret["source"]
+            if secret_name not in secrets:
+                problems.append(f"{where}: secret {secret_name} is not declared")
+        env_files = service.get("env_file", [])
+        for env_file in [env_files] if isinstance(env_files, str) else env_files:
+            _must_exist(base / (env_file if isinstance(env_file, str) else env_file["path"]), where, problems)
+        build = service.get("build")
+        if build:
+            context = base / (build if isinstance(build, str) else build.get("context", "."))
+            _must_exist(context, where, problems)
+            dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+            _must_exist(context / dockerfile, where, problems)
+    for name, secret in (compose.get("secrets") or {}).items():
+        if "file" in secret:
+            _must_exist(base / secret["file"], f"{label}: secret {name}", problems)
+
+
+def _has_healthcheck(service: dict) -> bool:
+    check = service.get("healthcheck")
+    return bool(check) and not check.get("disable", False)
+
+
+def _must_exist(path: Path, where: str, problems: list[str], host_path: bool = False) -> None:
+    if host_path:
+        return  # a path on the Docker host (node-exporter's /), not in this repository
+    relative = path.resolve().relative_to(ROOT).as_posix() if path.resolve().is_relative_to(ROOT) else str(path)
+    if relative.startswith(GENERATED) or any(relative == g.rstrip("/") for g in GENERATED):
+        return
+    if not path.exists():
+        problems.append(f"{where}: {relative} does not exist")
+
+
+def main() -> int:
+    schema = json.loads(SCHEMA.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    problems: list[str] = []
+    for compose_file, env_files in STACKS:
+        label = f"{compose_file} [{', '.join(env_files)}]"
+        raw = yaml.safe_load((ROOT / compose_file).read_text())
+        compose = interpolate(raw, read_env_files(env_files), problems, label)
+        for error in sorted(validator.iter_errors(compose), key=lambda e: list(e.path)):
+            path = ".".join(str(part) for part in error.path)
+            problems.append(f"{label}: {path}: {error.message}")
+        check_references(compose, (ROOT / compose_file).parent, problems, label)
+        print(f"compose: {label}: {len(compose.get('services', {}))} services checked")
+    for problem in problems:
+        print(f"compose: ERROR {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
