@@ -6,8 +6,13 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+OPS_VENV ?= .venv-ops
+OPS_BIN := $(abspath $(OPS_VENV))/bin
 
-.PHONY: help venv run test lint migrate shell clean-data bench-ingest bench-kpi bench-search
+.PHONY: help venv run test lint migrate shell clean-data bench-ingest bench-kpi bench-search \
+	ops-venv validate secrets certs cluster-config up down backup-up monitoring-up \
+	cluster-up cluster-down app-up backup-full backup-check deploy \
+	drill-baseline drill-primary-restore drill-failover drill-minio-outage
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -46,3 +51,116 @@ bench-search: venv ## HNSW build, semantic search latency and recall@10 on 100k 
 
 clean-data: ## Delete the embedded databases and demo key under .data/
 	rm -rf .data
+
+# --- Validation of the deployment files (no Docker engine needed) -------------------
+
+$(OPS_VENV)/.installed: requirements-ops.txt
+	@test -x $(OPS_BIN)/python || $(PYTHON) -m venv $(OPS_VENV)
+	$(OPS_BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-ops.txt
+	@touch $@
+
+ops-venv: $(OPS_VENV)/.installed ## Virtualenv of the operations tools (.venv-ops)
+
+validate: venv ops-venv ## Check every deployment file: YAML, Compose, Dockerfiles, Nginx, Prometheus, Ansible, shell, dashboards
+	scripts/dev/install-debian-packages.sh nginx prometheus openssl
+	@echo "== yamllint: every YAML file (.yamllint.yml)"
+	$(OPS_BIN)/yamllint --strict .
+	@echo "== Compose files against the Compose specification, with their env files"
+	$(OPS_BIN)/python scripts/validate/compose.py
+	@echo "== GitHub workflow and Dependabot config against their schemas"
+	$(OPS_BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/ci.yml
+	$(OPS_BIN)/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	@echo "== hadolint: every Dockerfile"
+	$(OPS_BIN)/hadolint Dockerfile docker/*/Dockerfile
+	@echo "== nginx -t: app and monitoring proxies"
+	scripts/validate/nginx.sh
+	@echo "== promtool: config, rules, rule unit tests, exporter web config"
+	scripts/validate/prometheus.sh
+	@echo "== Ansible: syntax check and ansible-lint (production profile)"
+	cd infra/ansible && PATH=$(OPS_BIN):$$PATH ansible-playbook --syntax-check site.yml
+	cd infra/ansible && PATH=$(OPS_BIN):$$PATH ansible-lint --profile production
+	@echo "== shellcheck: every shell script (.shellcheckrc)"
+	find . -name '*.sh' -not -path './.venv*' -not -path './.data/*' -print0 | xargs -0 $(OPS_BIN)/shellcheck
+	@echo "== switch_cluster_mode.py and the rendered cluster configuration"
+	$(OPS_BIN)/python -m pytest -q -c scripts/tests/pytest.ini scripts/tests
+	@echo "== Grafana dashboards: datasources, and every SQL panel run on the test database"
+	$(PY) -m pytest -q apm_platform/tests/test_grafana_dashboards.py
+
+# --- Docker stacks (need a Docker engine with the Compose plugin) -------------------
+
+SINGLE_COMPOSE := docker compose -f docker/docker-compose.yml --env-file docker/.env.ports
+BACKUP_COMPOSE := docker compose -f docker/docker-compose.yml -f docker/docker-compose.backup.yml --env-file docker/.env.ports
+cluster_compose = docker compose -f docker/cluster/docker-compose.$(1).yml --env-file docker/cluster/.env.cluster
+NODE ?= all
+CLUSTER_NODES := $(if $(filter all,$(NODE)),data control app,$(NODE))
+# Backups of the single host (default) or of the cluster's CONTROL node (STACK=cluster).
+STACK ?= single
+BACKUP_EXEC := $(if $(filter cluster,$(STACK)),$(call cluster_compose,control) exec -T pgbackrest,$(BACKUP_COMPOSE) exec -T backup)
+
+define require_docker
+	@command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 || { \
+		echo "make $@: needs a Docker engine with the Compose plugin; none is reachable here." >&2; exit 2; }
+endef
+
+secrets certs: ## Generate docker/secrets and docker/certs (idempotent; run as root)
+	scripts/dev/bootstrap.sh
+
+docker/.env.ports:
+	cp docker/.env.ports.example $@
+
+cluster-config: ops-venv ## Render .env.ports or .env.cluster, targets, DB URLs from configs/cluster/cluster.yml
+	$(OPS_BIN)/python scripts/cluster/switch_cluster_mode.py
+	scripts/dev/bootstrap.sh
+
+up: docker/.env.ports ## Single host: start docker/docker-compose.yml
+	$(require_docker)
+	$(SINGLE_COMPOSE) up -d --build --wait
+
+down: ## Single host: stop it (volumes are kept)
+	$(require_docker)
+	$(BACKUP_COMPOSE) down
+
+backup-up: docker/.env.ports ## Single host: add MinIO, WAL archiving and the backup schedule
+	$(require_docker)
+	$(BACKUP_COMPOSE) up -d --build --wait
+
+monitoring-up: docker/.env.ports ## Single host: Prometheus, Grafana and the exporters only
+	$(require_docker)
+	$(SINGLE_COMPOSE) up -d --wait prometheus grafana node-exporter postgres-exporter
+
+cluster-up: ## Cluster: start this node's stack (NODE=data|control|app; all: the three, in order)
+	$(require_docker)
+	$(foreach node,$(CLUSTER_NODES),$(call cluster_compose,$(node)) up -d --build --wait &&) true
+
+cluster-down: ## Cluster: stop this node's stack (NODE=data|control|app|all)
+	$(require_docker)
+	$(foreach node,$(CLUSTER_NODES),$(call cluster_compose,$(node)) down &&) true
+
+app-up: ## Cluster: start the APP node's stack
+	$(require_docker)
+	$(call cluster_compose,app) up -d --build --wait
+
+backup-full: ## Full backup to both repositories now (STACK=single|cluster)
+	$(require_docker)
+	$(BACKUP_EXEC) pgbackrest-secrets --stanza=apm --repo=1 --type=full backup
+	$(BACKUP_EXEC) pgbackrest-secrets --stanza=apm --repo=2 --type=full backup
+
+backup-check: ## pgbackrest check and info (STACK=single|cluster)
+	$(require_docker)
+	$(BACKUP_EXEC) pgbackrest-secrets --stanza=apm check
+	$(BACKUP_EXEC) pgbackrest-secrets --stanza=apm info
+
+deploy: ops-venv ## Deploy the cluster with Ansible (infra/ansible/inventory/hosts.ini)
+	cd infra/ansible && PATH=$(OPS_BIN):$$PATH ansible-playbook site.yml
+
+drill-baseline: ## Drill 0: record the state the other drills compare to (single host + backups)
+	scripts/drills/00_baseline.sh
+
+drill-primary-restore: ## Drill 1: delete the data directory, restore from pgBackRest, measure RTO
+	scripts/drills/01_primary_restore.sh
+
+drill-failover: ## Drill 2: stop the cluster's primary, promote replica1, measure time to writable
+	scripts/drills/02_failover_replica.sh
+
+drill-minio-outage: ## Drill 3: stop MinIO; writes continue, archiving catches up afterwards
+	scripts/drills/03_minio_outage.sh

@@ -1,6 +1,9 @@
 """Static validation of every Compose stack, as `docker compose config` would do it.
 
-No Docker engine runs here, so for each (Compose file, env files) pair this:
+No Docker engine runs here, so for each stack (Compose files, env files) this:
+0. loads each file rejecting duplicate keys, resolves `extends` (paths rebased to the
+   extending file), and merges overlays as Compose does (mappings merged, `command`,
+   `entrypoint` and health check tests replaced, other lists appended);
 1. interpolates ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message} and $$ from
    the env files (an unset variable without a default is an error);
 2. validates the result against the Compose Specification JSON schema (vendored by
@@ -15,6 +18,7 @@ Exits non-zero with one line per problem.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -26,19 +30,92 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Path(check_jsonschema.__file__).parent / "builtin_schemas/vendor/compose-spec.json"
 
-# (compose file, env files) as the stacks are started (see the Makefile).
+# (compose files, env files) as the stacks are started (see the Makefile).
+CLUSTER_ENV = ["docker/cluster/.env.cluster.example"]
 STACKS = [
-    ("docker/docker-compose.yml", ["docker/.env.ports"]),
-    ("docker/docker-compose.yml", ["docker/.env.ports.localdev"]),
-    ("docker/docker-compose.backup.yml", ["docker/.env.ports"]),
-    ("docker/cluster/docker-compose.data.yml", ["docker/cluster/.env.cluster.example"]),
-    ("docker/cluster/docker-compose.control.yml", ["docker/cluster/.env.cluster.example"]),
-    ("docker/cluster/docker-compose.app.yml", ["docker/cluster/.env.cluster.example"]),
+    (["docker/docker-compose.yml"], ["docker/.env.ports.example"]),
+    (["docker/docker-compose.yml"], ["docker/.env.ports.localdev"]),
+    (["docker/docker-compose.yml", "docker/docker-compose.backup.yml"], ["docker/.env.ports.example"]),
+    (["docker/cluster/docker-compose.data.yml"], CLUSTER_ENV),
+    (["docker/cluster/docker-compose.control.yml"], CLUSTER_ENV),
+    (["docker/cluster/docker-compose.app.yml"], CLUSTER_ENV),
 ]
+# Lists an overlay replaces rather than extends (Compose merge rules).
+REPLACED_LISTS = {"command", "entrypoint", "test"}
 # Created by `make secrets` / switch_cluster_mode.py, never committed.
 GENERATED = ("docker/secrets/", "docker/certs/public.crt", "docker/certs/private.key",
-             "docker/certs/pgbackrest/", "configs/cluster/")  # fmt: skip
+             "docker/certs/pgbackrest/", "docker/certs/minio/", "configs/cluster/")  # fmt: skip
 VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """Rejects a key given twice in one mapping, which docker compose refuses too."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` keys may be overridden: not duplicates
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_compose(path: Path) -> dict:
+    """One Compose file, its services' `extends` resolved."""
+    compose = yaml.load(path.read_text(), Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    for name, service in (compose.get("services") or {}).items():
+        compose["services"][name] = resolve_extends(service, path.parent)
+    return compose
+
+
+def resolve_extends(service: dict, base: Path) -> dict:
+    extends = service.get("extends")
+    if not extends:
+        return service
+    source = (base / extends["file"]).resolve() if "file" in extends else None
+    parent_compose = load_compose(source) if source else None
+    parent = (parent_compose or {"services": {}})["services"][extends["service"]]
+    if source:
+        parent = rebase_paths(parent, source.parent, base)
+    own = {key: value for key, value in service.items() if key != "extends"}
+    return merge(parent, own)
+
+
+def rebase_paths(service: dict, origin: Path, target: Path) -> dict:
+    """Relative paths of a service from another file, made relative to `target`."""
+
+    def rebase(path: str) -> str:
+        return os.path.relpath(origin / path, target) if path.startswith(".") else path
+
+    service = dict(service)
+    if isinstance(service.get("build"), str):
+        service["build"] = rebase(service["build"])
+    elif isinstance(service.get("build"), dict):
+        service["build"] = {**service["build"], "context": rebase(service["build"].get("context", "."))}
+    service["volumes"] = [
+        rebase(volume) if isinstance(volume, str) else volume for volume in service.get("volumes", [])
+    ]
+    return service
+
+
+def merge(base, override):
+    """Compose's merge of an overlay (or an extending service) onto a base."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            if key in merged and key not in REPLACED_LISTS:
+                merged[key] = merge(merged[key], value)
+            else:
+                merged[key] = value
+        return merged
+    if isinstance(base, list) and isinstance(override, list):
+        return base + [item for item in override if item not in base]
+    return override
 
 
 def read_env_files(paths: list[str]) -> dict[str, str]:
@@ -131,14 +208,21 @@ def main() -> int:
     schema = json.loads(SCHEMA.read_text())
     validator = jsonschema.Draft7Validator(schema)
     problems: list[str] = []
-    for compose_file, env_files in STACKS:
-        label = f"{compose_file} [{', '.join(env_files)}]"
-        raw = yaml.safe_load((ROOT / compose_file).read_text())
+    for compose_files, env_files in STACKS:
+        label = f"{' + '.join(compose_files)} [{', '.join(env_files)}]"
+        try:
+            raw = {}
+            for compose_file in compose_files:
+                raw = merge(raw, load_compose(ROOT / compose_file))
+        except yaml.YAMLError as exc:
+            problems.append(f"{label}: {exc}")
+            continue
         compose = interpolate(raw, read_env_files(env_files), problems, label)
         for error in sorted(validator.iter_errors(compose), key=lambda e: list(e.path)):
             path = ".".join(str(part) for part in error.path)
             problems.append(f"{label}: {path}: {error.message}")
-        check_references(compose, (ROOT / compose_file).parent, problems, label)
+        # Relative paths are relative to the first file's directory (Compose's project directory).
+        check_references(compose, (ROOT / compose_files[0]).parent, problems, label)
         print(f"compose: {label}: {len(compose.get('services', {}))} services checked")
     for problem in problems:
         print(f"compose: ERROR {problem}", file=sys.stderr)
