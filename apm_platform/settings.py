@@ -99,7 +99,9 @@ DATABASES = {"default": _default_db}
 
 # Read replicas (comma-separated URLs) for the primary/replica router (db_router.py).
 # A secret like DATABASE_URL (the URLs hold passwords): also DATABASE_REPLICA_URLS_FILE.
-DATABASE_REPLICA_URLS = [url.strip() for url in env_secret("DATABASE_REPLICA_URLS").split(",") if url.strip()]
+DATABASE_REPLICA_URLS = [
+    url.strip() for url in env_secret("DATABASE_REPLICA_URLS").split(",") if url.strip()
+]
 # A replica that does not answer must fail fast, so that reads fall back to the primary.
 REPLICA_CONNECT_TIMEOUT_S = env_int("REPLICA_CONNECT_TIMEOUT_S", 2, minimum=1)
 DATABASE_REPLICAS: list[str] = []

@@ -16,6 +16,7 @@ import os
 import pwd
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +33,9 @@ from observability.tests.servers import free_port
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (PG_BIN / "postgres").exists(), reason=f"needs PostgreSQL with TLS in {PG_BIN}"),
+    pytest.mark.skipif(
+        not (PG_BIN / "postgres").exists(), reason=f"needs PostgreSQL with TLS in {PG_BIN}"
+    ),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,13 +66,13 @@ def give_to_server_user(path: Path) -> None:
 def script_env(**extra: str) -> dict:
     return {
         "PATH": f"{PG_BIN}:/usr/bin:/bin",
-        "HOME": "/tmp",
+        "HOME": str(Path(tempfile.gettempdir())),
         **extra,
     }
 
 
 def run_script(script: Path, **env: str) -> str:
-    result = subprocess.run(  # noqa: S603 - our own script
+    result = subprocess.run(
         ["bash", str(script)],
         env=script_env(**env),
         capture_output=True,
@@ -93,7 +96,7 @@ def workdir(tmp_path_factory):
         (secrets / name).chmod(0o644)
     tls = base / "tls"
     tls.mkdir(mode=0o755)
-    subprocess.run(  # noqa: S603 - fixed arguments
+    subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
          "-keyout", str(tls / "private.key"), "-out", str(tls / "public.crt"),
          "-subj", "/CN=apm-data", "-addext", "subjectAltName=DNS:apm-data"],
@@ -107,13 +110,20 @@ def workdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def primary(workdir):
     """A fresh primary with TLS on, initialised as the image's entrypoint would."""
-    server = EmbeddedPostgres(data_dir=workdir / "primary" / "data", port=free_port(), bin_dir=PG_BIN)
+    server = EmbeddedPostgres(
+        data_dir=workdir / "primary" / "data", port=free_port(), bin_dir=PG_BIN
+    )
     server.start()
     tls = workdir / "tls"
     with psycopg.connect(server.url(), autocommit=True) as conn:
         conn.execute("ALTER SYSTEM SET ssl = on")
-        for setting, path in (("ssl_cert_file", tls / "public.crt"), ("ssl_key_file", tls / "private.key")):
-            statement = sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(setting), sql.Literal(str(path)))
+        for setting, path in (
+            ("ssl_cert_file", tls / "public.crt"),
+            ("ssl_key_file", tls / "private.key"),
+        ):
+            statement = sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                sql.Identifier(setting), sql.Literal(str(path))
+            )
             conn.execute(statement)
         conn.execute("SELECT pg_reload_conf()")
     env = {
@@ -162,12 +172,17 @@ def replica_process(workdir: Path, primary: EmbeddedPostgres, port: int):
         DB_TLS_CA_FILE=str(workdir / "tls" / "public.crt"),
     )
     # max_connections as on the primary: a standby refuses to run with fewer.
-    options = [f"port={port}", "listen_addresses=127.0.0.1", "unix_socket_directories=", "max_connections=200"]
+    options = [
+        f"port={port}",
+        "listen_addresses=127.0.0.1",
+        "unix_socket_directories=",
+        "max_connections=200",
+    ]
     command = ["bash", str(REPLICA_ENTRYPOINT)]
     for option in options:
         command += ["-c", option]
     with open(log, "a") as output:
-        process = subprocess.Popen(  # noqa: S603 - our own script
+        process = subprocess.Popen(
             command, env=env, stdout=output, stderr=subprocess.STDOUT, **server_user_identity()
         )
     try:
@@ -192,17 +207,21 @@ def wait_for(predicate, timeout: float = 60, what: str = "condition"):
 
 
 def test_the_primary_only_accepts_tls_with_passwords_from_the_network(primary, workdir):
-    with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry|SSL off"):
+    with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry|SSL off"):
         connect(primary.port, "apm_writer", workdir, sslmode="disable").close()
     with connect(primary.port, "apm_writer", workdir) as conn:
-        assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
+        assert conn.execute(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        ).fetchone() == (True,)
     with connect(primary.port, "apm_monitor", workdir) as conn:
         assert conn.execute("SELECT pg_has_role('pg_monitor', 'member')").fetchone() == (True,)
 
 
 def test_the_primary_has_a_slot_per_replica(primary, workdir):
     with connect(primary.port, "apm_monitor", workdir) as conn:
-        slots = conn.execute("SELECT slot_name, slot_type FROM pg_replication_slots ORDER BY 1").fetchall()
+        slots = conn.execute(
+            "SELECT slot_name, slot_type FROM pg_replication_slots ORDER BY 1"
+        ).fetchall()
     assert slots == [("replica1", "physical"), ("replica2", "physical")]
 
 
@@ -213,7 +232,9 @@ def test_a_replica_clones_the_primary_streams_and_resumes_after_a_restart(primar
         writer.execute("INSERT INTO replicated VALUES (1)")
 
     with replica_process(workdir, primary, port) as log:
-        replica = wait_for(lambda: connect(port, "apm_reader", workdir), what="the replica to accept")
+        replica = wait_for(
+            lambda: connect(port, "apm_reader", workdir), what="the replica to accept"
+        )
         with replica:
             assert replica.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
             with connect(primary.port, "apm_writer", workdir) as writer:
@@ -235,7 +256,9 @@ def test_a_replica_clones_the_primary_streams_and_resumes_after_a_restart(primar
     with connect(primary.port, "apm_writer", workdir) as writer:
         writer.execute("INSERT INTO replicated VALUES (3)")  # while the replica is down
     with replica_process(workdir, primary, port) as log:
-        replica = wait_for(lambda: connect(port, "apm_reader", workdir), what="the restarted replica")
+        replica = wait_for(
+            lambda: connect(port, "apm_reader", workdir), what="the restarted replica"
+        )
         with replica:
             wait_for(lambda: replica.execute("SELECT count(*) FROM replicated").fetchone() == (3,),
                      what="the row written while the replica was down")  # fmt: skip

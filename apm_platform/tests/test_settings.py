@@ -100,7 +100,9 @@ def test_replicas_are_extra_databases_mirroring_default_in_tests():
 
 def test_replica_urls_can_come_from_a_file(tmp_path):
     (tmp_path / "replicas").write_text("postgres://u:p@r1:5433/apm,postgres://u:p@r2:5434/apm\n")
-    values, error = load_settings(SECRET_KEY="s", DATABASE_REPLICA_URLS_FILE=str(tmp_path / "replicas"), **PROD)
+    values, error = load_settings(
+        SECRET_KEY="s", DATABASE_REPLICA_URLS_FILE=str(tmp_path / "replicas"), **PROD
+    )
     assert values is not None, error
     assert values["dbs"] == ["default", "replica1", "replica2"]
 

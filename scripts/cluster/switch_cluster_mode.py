@@ -97,12 +97,18 @@ def validate(config: dict, mode: str) -> list[str]:
     if mode == "single":
         return problems
 
-    check("version", lambda v: bool(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", str(v))), "is not an image tag")
-    check("hostname", lambda v: bool(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", str(v))), "is not a host name")  # fmt: skip
+    check("version", matching(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"), "is not an image tag")
+    check("hostname", matching(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?"), "is not a host name")
     for node in ("app", "data", "control"):
         check(f"nodes.{node}.address", is_ip, "is not an IP address")
     node_ports = {
-        "data": ["primary", *REPLICAS, "exporter_primary", "exporter_replica1", "exporter_replica2"],
+        "data": [
+            "primary",
+            *REPLICAS,
+            "exporter_primary",
+            "exporter_replica1",
+            "exporter_replica2",
+        ],
         "control": ["minio_console", "grafana_https", "prometheus_https"],
         "app": ["http", "https", "metrics"],
     }
@@ -111,14 +117,30 @@ def validate(config: dict, mode: str) -> list[str]:
             check(f"ports.{node}.{name}", is_port, "is not a port (1-65535)")
         problems += _clashing_ports(config, node, names)
     check("ports.node_exporter", is_port, "is not a port (1-65535)")
-    check("database.max_slot_wal_keep_size", lambda v: bool(re.fullmatch(r"\d+(kB|MB|GB|TB)", str(v))), "is not a size like 10GB")  # fmt: skip
-    check("backup.time", lambda v: bool(re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", str(v))), "is not a time HH:MM (UTC)")  # fmt: skip
-    check("backup.full_weekday", lambda v: v in range(1, 8), "is not an ISO weekday (1 = Monday ... 7 = Sunday)")
+    check(
+        "database.max_slot_wal_keep_size", matching(r"\d+(kB|MB|GB|TB)"), "is not a size like 10GB"
+    )
+    check("backup.time", matching(r"([01]\d|2[0-3]):[0-5]\d"), "is not a time HH:MM (UTC)")
+    check(
+        "backup.full_weekday",
+        lambda v: v in range(1, 8),
+        "is not an ISO weekday (1 = Monday ... 7 = Sunday)",
+    )
     for bucket in ("hot_bucket", "cold_bucket"):
-        check(f"backup.{bucket}", lambda v: bool(re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", str(v))), "is not an S3 bucket name")  # fmt: skip
-    check("monitoring.prometheus_retention", lambda v: bool(re.fullmatch(r"\d+[smhdwy]", str(v))), "is not a duration like 30d")  # fmt: skip
-    check("app.web_concurrency", lambda v: isinstance(v, int) and 1 <= v <= 64, "is not a worker count (1-64)")
+        bucket_name = matching(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+        check(f"backup.{bucket}", bucket_name, "is not an S3 bucket name")
+    check("monitoring.prometheus_retention", matching(r"\d+[smhdwy]"), "is not a duration like 30d")
+    check(
+        "app.web_concurrency",
+        lambda v: isinstance(v, int) and 1 <= v <= 64,
+        "is not a worker count (1-64)",
+    )
     return problems
+
+
+def matching(pattern: str):
+    """A check that the whole value, as text, matches `pattern`."""
+    return lambda value: re.fullmatch(pattern, str(value)) is not None
 
 
 def _clashing_ports(config: dict, node: str, names: list[str]) -> list[str]:
@@ -132,7 +154,9 @@ def _clashing_ports(config: dict, node: str, names: list[str]) -> list[str]:
     problems = []
     for name, port in ports.items():
         if port in seen:
-            problems.append(f"ports.{node}.{name}: {port} is also used by {seen[port]} on the {node} node")
+            problems.append(
+                f"ports.{node}.{name}: {port} is also used by {seen[port]} on the {node} node"
+            )
         seen.setdefault(port, name)
     return problems
 
@@ -167,11 +191,20 @@ def render_targets(config: dict) -> dict[str, list[dict]]:
         "postgres.yml": [
             target("apm-data", ports["data"]["exporter_primary"], node="data", role="primary"),
             *(
-                target("apm-data", ports["data"][f"exporter_{replica}"], node="data", role="replica", instance_name=replica)
+                target(
+                    "apm-data",
+                    ports["data"][f"exporter_{replica}"],
+                    node="data",
+                    role="replica",
+                    instance_name=replica,
+                )
                 for replica in REPLICAS
             ),
         ],
-        "node.yml": [target(f"apm-{node}", ports["node_exporter"], node=node) for node in ("app", "data", "control")],
+        "node.yml": [
+            target(f"apm-{node}", ports["node_exporter"], node=node)
+            for node in ("app", "data", "control")
+        ],
     }
 
 
@@ -189,7 +222,10 @@ def render_database_urls(config: dict, secrets_dir: Path) -> dict[str, str]:
         f"postgres://apm_reader:{passwords['reader']}@{DATA_HOST}:{ports[replica]}/apm?{DB_TLS_QUERY}"
         for replica in REPLICAS
     )
-    return {"cluster_database_url": primary + "\n", "cluster_database_replica_urls": replicas + "\n"}
+    return {
+        "cluster_database_url": primary + "\n",
+        "cluster_database_replica_urls": replicas + "\n",
+    }
 
 
 def write(path: Path, content: str, private: bool = False) -> None:

@@ -49,7 +49,9 @@ def test_the_example_env_file_is_the_template_rendered_from_the_example_config(c
 
 def test_every_variable_the_cluster_stacks_use_is_rendered(config):
     rendered = switch.render_env_cluster(config)
-    defined = {line.split("=", 1)[0] for line in rendered.splitlines() if line and not line.startswith("#")}
+    defined = {
+        line.split("=", 1)[0] for line in rendered.splitlines() if line and not line.startswith("#")
+    }
     used = set()
     for name in ("data", "control", "app"):
         text = (ROOT / f"docker/cluster/docker-compose.{name}.yml").read_text()
@@ -64,11 +66,21 @@ def test_multi_renders_env_targets_and_database_urls(config, deployment):
     env = (deployment / "docker/cluster/.env.cluster").read_text()
     assert "DATA_NODE_IP=10.0.0.20" in env and "DB_REPLICA2_PORT=5434" in env
 
-    postgres_targets = yaml.safe_load((deployment / "configs/cluster/targets/postgres.yml").read_text())
-    assert [t["targets"] for t in postgres_targets] == [["apm-data:9187"], ["apm-data:9188"], ["apm-data:9189"]]
+    postgres_targets = yaml.safe_load(
+        (deployment / "configs/cluster/targets/postgres.yml").read_text()
+    )
+    assert [t["targets"] for t in postgres_targets] == [
+        ["apm-data:9187"],
+        ["apm-data:9188"],
+        ["apm-data:9189"],
+    ]
     assert {t["labels"]["__scheme__"] for t in postgres_targets} == {"https"}
     node_targets = yaml.safe_load((deployment / "configs/cluster/targets/node.yml").read_text())
-    assert [t["targets"][0] for t in node_targets] == ["apm-app:9100", "apm-data:9100", "apm-control:9100"]
+    assert [t["targets"][0] for t in node_targets] == [
+        "apm-app:9100",
+        "apm-data:9100",
+        "apm-control:9100",
+    ]
 
     url = (deployment / "docker/secrets/cluster_database_url").read_text().strip()
     # Reserved characters of the password are escaped, and TLS verifies apm-data.
@@ -76,7 +88,9 @@ def test_multi_renders_env_targets_and_database_urls(config, deployment):
         "postgres://apm_writer:w%2Fr%2Bter%20pw@apm-data:5432/apm"
         "?sslmode=verify-full&sslrootcert=/etc/apm/tls/ca.crt"
     )
-    replicas = (deployment / "docker/secrets/cluster_database_replica_urls").read_text().strip().split(",")
+    replicas = (
+        (deployment / "docker/secrets/cluster_database_replica_urls").read_text().strip().split(",")
+    )
     assert [r.split("@")[1].split("/")[0] for r in replicas] == ["apm-data:5433", "apm-data:5434"]
     assert all(r.startswith("postgres://apm_reader:reader-pw@") for r in replicas)
     assert (deployment / "docker/secrets/cluster_database_url").stat().st_mode & 0o077 == 0
@@ -89,7 +103,9 @@ def test_single_renders_the_ports_file_from_the_example(config, deployment):
     example = (ROOT / "docker/.env.ports.example").read_text().splitlines()
     assert "HTTPS_PORT=8443" in rendered
     assert len(rendered) == len(example)
-    assert [line for line in rendered if line.startswith("#")] == [line for line in example if line.startswith("#")]
+    assert [line for line in rendered if line.startswith("#")] == [
+        line for line in example if line.startswith("#")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -97,10 +113,18 @@ def test_single_renders_the_ports_file_from_the_example(config, deployment):
     [
         ("nodes.data.address", "10.0.0", "nodes.data.address: '10.0.0' is not an IP address"),
         ("ports.data.replica1", 70000, "ports.data.replica1: 70000 is not a port"),
-        ("ports.control.grafana_https", 9443, "ports.control.prometheus_https: 9443 is also used by grafana_https"),
+        (
+            "ports.control.grafana_https",
+            9443,
+            "ports.control.prometheus_https: 9443 is also used by grafana_https",
+        ),
         ("backup.time", "25:00", "backup.time: '25:00' is not a time HH:MM"),
         ("backup.full_weekday", 0, "backup.full_weekday: 0 is not an ISO weekday"),
-        ("backup.hot_bucket", "Bad_Bucket", "backup.hot_bucket: 'Bad_Bucket' is not an S3 bucket name"),
+        (
+            "backup.hot_bucket",
+            "Bad_Bucket",
+            "backup.hot_bucket: 'Bad_Bucket' is not an S3 bucket name",
+        ),
         ("hostname", "apm example", "hostname: 'apm example' is not a host name"),
     ],
 )
@@ -125,10 +149,13 @@ def test_nothing_is_written_when_the_configuration_is_invalid(tmp_path):
     bad["nodes"]["app"]["address"] = "not-an-ip"
     config_file = tmp_path / "cluster.yml"
     config_file.write_text(yaml.safe_dump(bad))
+    script = ROOT / "scripts/cluster/switch_cluster_mode.py"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/cluster/switch_cluster_mode.py"), "--config", str(config_file)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [sys.executable, str(script), "--config", str(config_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 2
     assert "nodes.app.address: 'not-an-ip' is not an IP address" in result.stderr
     assert "wrote" not in result.stdout
@@ -146,16 +173,25 @@ def test_the_rendered_cluster_stacks_pass_the_compose_validator(config, deployme
     monkeypatch.setattr(
         compose,
         "STACKS",
-        [([f"docker/cluster/docker-compose.{name}.yml"], [str(env_file)]) for name in ("data", "control", "app")],
+        [
+            ([f"docker/cluster/docker-compose.{name}.yml"], [str(env_file)])
+            for name in ("data", "control", "app")
+        ],
     )
     assert compose.main() == 0
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is installed by `make validate`")
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool is installed by `make validate`"
+)
 def test_prometheus_accepts_the_rendered_targets(config, deployment, tmp_path):
     switch.switch(config, "multi", root=deployment)
     prometheus_dir = tmp_path / "prometheus"
-    shutil.copytree(ROOT / "docker/monitoring", prometheus_dir, ignore=shutil.ignore_patterns("grafana", "nginx"))
+    shutil.copytree(
+        ROOT / "docker/monitoring",
+        prometheus_dir,
+        ignore=shutil.ignore_patterns("grafana", "nginx"),
+    )
     shutil.rmtree(prometheus_dir / "targets")
     shutil.copytree(deployment / "configs/cluster/targets", prometheus_dir / "targets")
     result = subprocess.run(

@@ -35,7 +35,10 @@ CLUSTER_ENV = ["docker/cluster/.env.cluster.example"]
 STACKS = [
     (["docker/docker-compose.yml"], ["docker/.env.ports.example"]),
     (["docker/docker-compose.yml"], ["docker/.env.ports.localdev"]),
-    (["docker/docker-compose.yml", "docker/docker-compose.backup.yml"], ["docker/.env.ports.example"]),
+    (
+        ["docker/docker-compose.yml", "docker/docker-compose.backup.yml"],
+        ["docker/.env.ports.example"],
+    ),
     (["docker/cluster/docker-compose.data.yml"], CLUSTER_ENV),
     (["docker/cluster/docker-compose.control.yml"], CLUSTER_ENV),
     (["docker/cluster/docker-compose.app.yml"], CLUSTER_ENV),
@@ -45,7 +48,9 @@ REPLACED_LISTS = {"command", "entrypoint", "test"}
 # Created by `make secrets` / switch_cluster_mode.py, never committed.
 GENERATED = ("docker/secrets/", "docker/certs/public.crt", "docker/certs/private.key",
              "docker/certs/pgbackrest/", "docker/certs/minio/", "configs/cluster/")  # fmt: skip
-VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+VARIABLE = re.compile(
+    r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)"
+)
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -96,9 +101,13 @@ def rebase_paths(service: dict, origin: Path, target: Path) -> dict:
     if isinstance(service.get("build"), str):
         service["build"] = rebase(service["build"])
     elif isinstance(service.get("build"), dict):
-        service["build"] = {**service["build"], "context": rebase(service["build"].get("context", "."))}
+        service["build"] = {
+            **service["build"],
+            "context": rebase(service["build"].get("context", ".")),
+        }
     service["volumes"] = [
-        rebase(volume) if isinstance(volume, str) else volume for volume in service.get("volumes", [])
+        rebase(volume) if isinstance(volume, str) else volume
+        for volume in service.get("volumes", [])
     ]
     return service
 
@@ -147,7 +156,9 @@ def interpolate(value, env: dict[str, str], problems: list[str], where: str):
             return env[name]
         if operator in ("-", ":-"):
             return argument
-        problems.append(f"{where}: variable {name} is not set" + (f" ({argument})" if argument else ""))
+        problems.append(
+            f"{where}: variable {name} is not set" + (f" ({argument})" if argument else "")
+        )
         return ""
 
     return VARIABLE.sub(replace, value)
@@ -159,16 +170,21 @@ def check_references(compose: dict, base: Path, problems: list[str], label: str)
     for name, service in services.items():
         where = f"{label}: service {name}"
         depends = service.get("depends_on", {})
-        for target, condition in (depends.items() if isinstance(depends, dict) else []):
+        for target, condition in depends.items() if isinstance(depends, dict) else []:
             if target not in services:
                 problems.append(f"{where}: depends_on unknown service {target}")
-            elif condition.get("condition") == "service_healthy" and not _has_healthcheck(services[target]):
-                problems.append(f"{where}: waits for {target} to be healthy, which has no healthcheck")
+            elif condition.get("condition") == "service_healthy" and not _has_healthcheck(
+                services[target]
+            ):
+                problems.append(
+                    f"{where}: waits for {target} to be healthy, which has no healthcheck"
+                )
         for mount in service.get("volumes", []):
             source = mount.split(":", 1)[0] if isinstance(mount, str) else mount.get("source", "")
-            if source.startswith((".", "/")):
-                _must_exist(base / source if source.startswith(".") else Path(source), where, problems,
-                            host_path=source.startswith("/"))  # fmt: skip
+            if source.startswith("."):
+                _must_exist(base / source, where, problems)
+            elif source.startswith("/"):
+                pass  # a path on the Docker host (node-exporter's /), not in this repository
             elif source and source not in volumes:
                 problems.append(f"{where}: volume {source} is not declared")
         for secret in service.get("secrets", []):
@@ -177,12 +193,18 @@ def check_references(compose: dict, base: Path, problems: list[str], label: str)
                 problems.append(f"{where}: secret {secret_name} is not declared")
         env_files = service.get("env_file", [])
         for env_file in [env_files] if isinstance(env_files, str) else env_files:
-            _must_exist(base / (env_file if isinstance(env_file, str) else env_file["path"]), where, problems)
+            _must_exist(
+                base / (env_file if isinstance(env_file, str) else env_file["path"]),
+                where,
+                problems,
+            )
         build = service.get("build")
         if build:
             context = base / (build if isinstance(build, str) else build.get("context", "."))
             _must_exist(context, where, problems)
-            dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+            dockerfile = (
+                "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+            )
             _must_exist(context / dockerfile, where, problems)
     for name, secret in (compose.get("secrets") or {}).items():
         if "file" in secret:
@@ -194,10 +216,12 @@ def _has_healthcheck(service: dict) -> bool:
     return bool(check) and not check.get("disable", False)
 
 
-def _must_exist(path: Path, where: str, problems: list[str], host_path: bool = False) -> None:
-    if host_path:
-        return  # a path on the Docker host (node-exporter's /), not in this repository
-    relative = path.resolve().relative_to(ROOT).as_posix() if path.resolve().is_relative_to(ROOT) else str(path)
+def _must_exist(path: Path, where: str, problems: list[str]) -> None:
+    relative = (
+        path.resolve().relative_to(ROOT).as_posix()
+        if path.resolve().is_relative_to(ROOT)
+        else str(path)
+    )
     if relative.startswith(GENERATED) or any(relative == g.rstrip("/") for g in GENERATED):
         return
     if not path.exists():
