@@ -15,6 +15,7 @@ import importlib.util
 import logging
 import os
 import pwd
+import shlex
 import shutil
 import stat
 import subprocess
@@ -54,6 +55,8 @@ class EmbeddedPostgres:
     host: str = "127.0.0.1"
     # Another installation's binaries (tests that need a server built with TLS).
     bin_dir: Path | None = None
+    # Extra server settings ("name=value"), after (so overriding) the defaults below.
+    settings: tuple[str, ...] = ()
 
     @property
     def log_file(self) -> Path:
@@ -147,11 +150,12 @@ class EmbeddedPostgres:
     def _server_options(self) -> str:
         # Loopback TCP only; no Unix socket, whose path length limit a deep checkout
         # path can exceed. Enough connections for gunicorn workers plus tests.
-        return (
+        defaults = (
             f"-c listen_addresses={self.host} -c port={self.port} "
             "-c unix_socket_directories='' -c max_connections=200 "
             "-c shared_buffers=256MB -c max_wal_size=2GB"
         )
+        return " ".join([defaults, *(f"-c {shlex.quote(setting)}" for setting in self.settings)])
 
     def _initdb_if_needed(self) -> None:
         if (self.data_dir / "PG_VERSION").exists():

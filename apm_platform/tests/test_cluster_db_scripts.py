@@ -12,8 +12,6 @@ checks the Compose files statically.
 from __future__ import annotations
 
 import contextlib
-import os
-import pwd
 import signal
 import subprocess
 import tempfile
@@ -24,21 +22,19 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from apm_platform import embedded_db
 from apm_platform.embedded_db import EmbeddedPostgres
+from apm_platform.tests.system_processes import (
+    PG_BIN,
+    ROOT,
+    give_to_server_user,
+    requires_system_postgres,
+    self_signed_certificate,
+    server_user_identity,
+)
 from observability.tests.servers import free_port
 
-# The embedded PostgreSQL is built without TLS; Debian's (apt-get install postgresql-15,
-# done by .ci/run) has it.
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (PG_BIN / "postgres").exists(), reason=f"needs PostgreSQL with TLS in {PG_BIN}"
-    ),
-]
+pytestmark = [pytest.mark.slow, requires_system_postgres]
 
-ROOT = Path(__file__).resolve().parents[2]
 ROLES_SCRIPT = ROOT / "docker/initdb/001_roles.sh"
 PRIMARY_SETUP = ROOT / "docker/cluster/replica/primary-setup.sh"
 REPLICA_ENTRYPOINT = ROOT / "docker/cluster/replica/replica-entrypoint.sh"
@@ -48,19 +44,6 @@ PASSWORDS = {
     "db_replication_password": "replication-pw",
     "db_monitor_password": "monitor-pw",
 }
-
-
-def server_user_identity() -> dict:
-    """Run as the database's user, as the container does (root here runs it as another)."""
-    user = embedded_db._server_user()
-    return {"user": user, "group": user, "extra_groups": []} if user else {}
-
-
-def give_to_server_user(path: Path) -> None:
-    user = embedded_db._server_user()
-    if user:
-        entry = pwd.getpwnam(user)
-        os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
 def script_env(**extra: str) -> dict:
@@ -94,16 +77,7 @@ def workdir(tmp_path_factory):
     for name, value in PASSWORDS.items():
         (secrets / name).write_text(value + "\n")
         (secrets / name).chmod(0o644)
-    tls = base / "tls"
-    tls.mkdir(mode=0o755)
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", str(tls / "private.key"), "-out", str(tls / "public.crt"),
-         "-subj", "/CN=apm-data", "-addext", "subjectAltName=DNS:apm-data"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    (tls / "public.crt").chmod(0o644)
-    give_to_server_user(tls / "private.key")
+    self_signed_certificate(base / "tls", "apm-data")
     return base
 
 

@@ -22,6 +22,11 @@ lost_at="$(date +%s)"
 log "starting the restored database"
 "${SINGLE[@]}" start db
 wait_healthy db 600
+# Healthy means accepting connections, which a restored server does (read-only) while it
+# still replays the archived WAL: writable is when recovery has ended.
+until [[ "$(sql_single "SELECT pg_is_in_recovery()")" == f ]]; do
+    sleep 1
+done
 rto=$(( $(date +%s) - lost_at ))
 "${SINGLE[@]}" start backup web jobs
 
