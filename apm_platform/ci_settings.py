@@ -14,14 +14,20 @@ os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 # teardown ("database is being accessed by other users").
 os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
 
+import zlib
+
 from apm_platform.embedded_db import EmbeddedPostgres
 from apm_platform.settings import *  # noqa: F403
 from apm_platform.settings import BASE_DIR, DATABASES, EMBEDDED_DATABASE, env_int
 
+# The test database's port, by default derived from the checkout's path: test runs of
+# two checkouts on one machine (a developer's and CI's clean clone) must not collide.
+_CHECKOUT_PORT = 40000 + zlib.crc32(str(BASE_DIR).encode()) % 10000
+
 if EMBEDDED_DATABASE is not None:
     EMBEDDED_DATABASE = EmbeddedPostgres(
         data_dir=BASE_DIR / ".data" / "test-pg",
-        port=env_int("EMBEDDED_TEST_DB_PORT", 54339, minimum=1),
+        port=env_int("EMBEDDED_TEST_DB_PORT", _CHECKOUT_PORT, minimum=1),
     )
     DATABASES["default"]["PORT"] = EMBEDDED_DATABASE.port
 

@@ -17,6 +17,7 @@ import os
 import pwd
 import shlex
 import shutil
+import socket
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -78,8 +79,11 @@ class EmbeddedPostgres:
     def start(self) -> bool:
         """Start the server unless it already runs; True when this call started it."""
         with self._locked():
-            if self.is_running():
+            if self.is_running() and self._running_port() == self.port:
                 return False
+            if self.is_running():  # started earlier with another port setting
+                self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data_dir))
+            self._check_port_is_free()
             self._initdb_if_needed()
             self._ensure_log_file()
             self._run(
@@ -156,6 +160,25 @@ class EmbeddedPostgres:
             "-c shared_buffers=256MB -c max_wal_size=2GB"
         )
         return " ".join([defaults, *(f"-c {shlex.quote(setting)}" for setting in self.settings)])
+
+    def _running_port(self) -> int | None:
+        """The port of the running server, from postmaster.pid (its fourth line)."""
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().splitlines()[3])
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def _check_port_is_free(self) -> None:
+        """A clear error, rather than PostgreSQL's log, when another server has the port."""
+        with socket.socket() as probe:
+            try:
+                probe.bind((self.host, self.port))
+            except OSError as exc:
+                raise RuntimeError(
+                    f"cannot start the embedded PostgreSQL for {self.data_dir}: port {self.port} "
+                    f"on {self.host} is taken by another process ({exc.strerror}); stop it or "
+                    "choose another port (EMBEDDED_DB_PORT, EMBEDDED_TEST_DB_PORT)"
+                ) from exc
 
     def _initdb_if_needed(self) -> None:
         if (self.data_dir / "PG_VERSION").exists():
