@@ -171,6 +171,8 @@ class EmbeddedPostgres:
     def _check_port_is_free(self) -> None:
         """A clear error, rather than PostgreSQL's log, when another server has the port."""
         with socket.socket() as probe:
+            # As PostgreSQL binds: connections of a previous run in TIME_WAIT do not count.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((self.host, self.port))
             except OSError as exc:
