@@ -227,7 +227,7 @@ class KpiQuery:
                 ]
             )
             return sql.SQL("({})").format(rollups.raw_aggregate(columns, where))
-        table = rollups.rollup_for(grain, part.source).table
+        table = rollups.Rollup(grain, part.source).table
         ts = [sql.SQL("{} AS ts").format(rollups.truncate(interval, "bucket"))] if interval else []
         where = sql.SQL(" AND ").join(
             [window.format(column=sql.Identifier("bucket"), **bounds), *self._filter_sql(raw=False)]

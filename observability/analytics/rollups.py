@@ -87,10 +87,6 @@ HOURLY = tuple(Rollup(grain, HOUR) for grain in (ENDPOINT, SERVICE, OVERVIEW))
 DAILY = tuple(Rollup(grain, DAY) for grain in (ENDPOINT, SERVICE, OVERVIEW))
 
 
-def rollup_for(grain: Grain, interval: str) -> Rollup:
-    return Rollup(grain, interval)
-
-
 # --- SQL fragments ---------------------------------------------------------------------
 
 # Two-level aggregation of raw rows: count per (group, sketch bucket) with C-level

@@ -6,7 +6,6 @@ server, then talks to it over HTTP.
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ import psycopg
 import pytest
 from django.db import connection
 from psycopg import sql
+
+from observability.tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -41,12 +42,6 @@ def scratch_database_url(django_db_blocker):
     yield f"postgres://{params['USER']}{password}@{params['HOST']}:{params['PORT']}/{name}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_run_demo(database_url: str, key_file: Path, port: int) -> subprocess.Popen:

@@ -3,11 +3,10 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.core.management import call_command
 
 from observability.analytics.rollups import day_floor
 from observability.tests.analytics_data import generate, reference
-from observability.tests.test_kpis import assert_matches, iso
+from observability.tests.test_kpis import assert_matches, iso, refresh
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,8 +29,7 @@ def base():
 @pytest.fixture
 def rows(project, base):
     data = generate(project, base, base + timedelta(days=2), 4000, seed=11)
-    call_command("refresh_apirequest_hourly", verbosity=0)
-    call_command("refresh_apirequest_daily", verbosity=0)
+    refresh()
     return data
 
 
