@@ -41,13 +41,13 @@ shell: venv ## Django shell on the configured database
 	$(PY) manage.py shell
 
 bench-ingest: venv ## Ingest throughput vs raw COPY and the ORM (reports/bench/ingest.json)
-	$(PY) scripts/bench/ingest.py
+	$(PY) -m scripts.bench.ingest
 
 bench-kpi: venv ## KPI latency on 10M rows vs raw SQL, refresh time, storage (reports/bench/kpi.json)
-	$(PY) scripts/bench/kpi.py
+	$(PY) -m scripts.bench.kpi
 
 bench-search: venv ## HNSW build, semantic search latency and recall@10 on 100k vectors (reports/bench/search.json)
-	$(PY) scripts/bench/search.py
+	$(PY) -m scripts.bench.search
 
 clean-data: ## Delete the embedded databases and demo key under .data/
 	rm -rf .data

@@ -26,17 +26,14 @@ from apm_platform import db_routing
 
 logger = logging.getLogger(__name__)
 
-# Models whose reads may be served by a replica (app label, model name).
-REPLICA_READ_MODELS = {("observability", "apirequest"), ("observability", "endpoint")}
-
-# Replay lag: zero when the replica has replayed all it received (an idle primary sends
-# nothing, so the last replay time alone would look like growing lag).
-LAG_SQL = """
-SELECT pg_is_in_recovery(),
-       CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-            ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)
-       END
+# Replay lag in seconds, on a standby: zero when it has replayed all it received (an idle
+# primary sends nothing, so the last replay time alone would look like growing lag).
+REPLAY_LAG = """
+CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+     ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)
+END
 """
+LAG_SQL = f"SELECT pg_is_in_recovery(), {REPLAY_LAG}"
 
 READS = Counter("apm_db_reads_total", "Reads routed, by database alias.", ["database"])
 REPLICA_LAG = Gauge(
@@ -138,7 +135,7 @@ def forget_status() -> None:
 
 class PrimaryReplicaRouter:
     def db_for_read(self, model, **hints):
-        if (model._meta.app_label, model._meta.model_name) in REPLICA_READ_MODELS:
+        if model._meta.label in settings.DATABASE_REPLICA_READ_MODELS:
             return read_alias()
         return DEFAULT_DB_ALIAS
 

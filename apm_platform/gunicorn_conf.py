@@ -1,7 +1,17 @@
-"""gunicorn settings shared by `make run`, the benchmarks and the Docker image.
+"""gunicorn settings shared by `make run`, the tests, the benchmarks and the Docker image.
 
-Command-line flags (--bind, --workers) override these.
+Command-line flags (--bind, --workers) override these. gunicorn reads only the names
+of its settings from this module; `command` is for our own launchers.
 """
+
+import sys
+
+
+def command(bind: str, workers: int) -> list[str]:
+    """The command line that serves the app with this configuration."""
+    return [sys.executable, "-m", "gunicorn", "-c", "python:apm_platform.gunicorn_conf",
+            "--bind", bind, "--workers", str(workers)]  # fmt: skip
+
 
 wsgi_app = "apm_platform.wsgi:application"
 bind = "0.0.0.0:8000"

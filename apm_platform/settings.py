@@ -116,6 +116,9 @@ for _index, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
     DATABASES[f"replica{_index}"] = _replica
     DATABASE_REPLICAS.append(f"replica{_index}")
 DATABASE_ROUTERS = ["apm_platform.db_router.PrimaryReplicaRouter"]
+# Models whose reads the router may send to a replica (the KPI and search queries choose
+# their database with db_router.read_alias()). Everything else reads the primary.
+DATABASE_REPLICA_READ_MODELS = ["observability.ApiRequest", "observability.Endpoint"]
 # Seconds a client reads from the primary after it wrote (read-after-write).
 READ_AFTER_WRITE_TTL = env_float("READ_AFTER_WRITE_TTL", 5.0)
 # A replica whose replay lag exceeds this many seconds is skipped.
@@ -214,13 +217,13 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 # --- API ------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["observability.auth.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["observability.auth.HasScope"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["observability.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["observability.api.auth.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "observability.guards.api_exception_handler",
+    "EXCEPTION_HANDLER": "observability.api.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 

@@ -32,17 +32,17 @@ def analytics_backend_check(app_configs, databases=None, **kwargs):
             )
         ]
     configured = settings.APM_ANALYTICS_BACKEND
-    if configured != "auto" and configured != built:
+    if configured != "auto" and configured != built.name:
         return [
             Error(
-                f"APM_ANALYTICS_BACKEND={configured} but api_request was built for {built}",
+                f"APM_ANALYTICS_BACKEND={configured} but api_request was built for {built.name}",
                 hint="Set APM_ANALYTICS_BACKEND=auto, or to the backend the schema was built for.",
                 id="observability.E003",
             )
         ]
     return [
         Info(
-            f"analytics backend: {built} (schema built for it; {choice.reason})",
+            f"analytics backend: {built.name} (schema built for it; {choice.reason})",
             id="observability.I002",
         )
     ]

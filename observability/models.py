@@ -6,7 +6,6 @@ import hashlib
 import secrets
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -40,20 +39,6 @@ class ApiKeyQuerySet(models.QuerySet):
         plaintext = key.set_new_secret()
         key.save()
         return key, plaintext
-
-    def reuse_or_issue(self, project: Project, name: str, saved_at: Path) -> str:
-        """The key saved in the file `saved_at` if it still works for `project`, else a
-        new key with every scope, saved there (mode 0600). Returns the plaintext."""
-        if saved_at.exists():
-            plaintext = saved_at.read_text().strip()
-            key = self.authenticate(plaintext)
-            if key is not None and key.project_id == project.pk:
-                return plaintext
-        _, plaintext = self.issue(project, name, list(ApiKey.SCOPES))
-        saved_at.parent.mkdir(parents=True, exist_ok=True)
-        saved_at.touch(mode=0o600)
-        saved_at.write_text(plaintext + "\n")
-        return plaintext
 
     def authenticate(self, plaintext: str) -> ApiKey | None:
         """The active key matching `plaintext`, or None."""
@@ -119,10 +104,6 @@ class ApiKey(models.Model):
         plaintext = f"{self.KEY_MARKER}{self.prefix}_{secrets.token_urlsafe(32)}"
         self.key_hash = self.hash(plaintext)
         return plaintext
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes

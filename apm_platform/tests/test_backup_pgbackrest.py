@@ -28,6 +28,7 @@ import psycopg
 import pytest
 
 from apm_platform.embedded_db import EmbeddedPostgres
+from apm_platform.processes import free_port
 from apm_platform.tests.system_processes import (
     PG_BIN,
     ROOT,
@@ -36,7 +37,6 @@ from apm_platform.tests.system_processes import (
     self_signed_certificate,
     server_user_identity,
 )
-from observability.tests.servers import free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 pytestmark = [

@@ -23,6 +23,7 @@ import pytest
 from psycopg import sql
 
 from apm_platform.embedded_db import EmbeddedPostgres
+from apm_platform.processes import free_port
 from apm_platform.tests.system_processes import (
     PG_BIN,
     ROOT,
@@ -31,7 +32,6 @@ from apm_platform.tests.system_processes import (
     self_signed_certificate,
     server_user_identity,
 )
-from observability.tests.servers import free_port
 
 pytestmark = [pytest.mark.slow, requires_system_postgres]
 

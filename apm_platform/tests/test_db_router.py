@@ -19,8 +19,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apm_platform import db_router
+from apm_platform.processes import free_port
 from observability.models import ApiRequest
-from observability.tests.servers import free_port
 from observability.tests.utils import client_with, event_payload, make_key, make_project
 
 pytestmark = [

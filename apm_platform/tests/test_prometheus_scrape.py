@@ -18,8 +18,8 @@ import httpx
 import pytest
 import yaml
 
+from apm_platform.processes import free_port
 from apm_platform.tests.system_processes import self_signed_certificate
-from observability.tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = shutil.which("prometheus")

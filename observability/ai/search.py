@@ -18,6 +18,9 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import sql
 
 from observability.ai import Provider, vector_literal
+from observability.models import ApiRequest
+
+MODES = ("semantic", "keyword", "hybrid")
 
 RRF_K = 60
 # Hybrid search fuses this many hits of each ranking (at least the results wanted).
@@ -80,6 +83,51 @@ class SearchFilters:
 
 
 Hit = tuple[uuid.UUID, datetime, float]  # event_id, time, score
+
+
+def find(connection: BaseDatabaseWrapper, provider: Provider | None, project_id: int,
+         text: str, mode: str, filters: SearchFilters, limit: int) -> list[Hit]:  # fmt: skip
+    """The best `limit` hits for `text` (a provider is needed unless mode is keyword)."""
+    if mode == "keyword":
+        return keyword(connection, project_id, text, filters, limit)
+    vector = provider.embed([text], query=True)[0]
+    depth = limit if mode == "semantic" else max(limit, HYBRID_DEPTH)
+    hits = semantic(connection, provider, project_id, vector, filters, depth)
+    if mode == "hybrid":
+        words = keyword(connection, project_id, text, filters, depth)
+        hits = hybrid(hits, words, limit)
+    return hits
+
+
+def similar(connection: BaseDatabaseWrapper, provider: Provider, project_id: int,
+            event_id: uuid.UUID, limit: int) -> list[Hit] | None:  # fmt: skip
+    """The requests nearest to one request; None until the backfill has embedded it."""
+    vector = embedding_of_request(connection, provider, project_id, event_id)
+    if vector is None:
+        return None
+    hits = semantic(connection, provider, project_id, vector, SearchFilters(), limit + 1)
+    return [hit for hit in hits if hit[0] != event_id][:limit]
+
+
+def requests_of(connection: BaseDatabaseWrapper, project_id: int, hits: list[Hit]) -> list:
+    """The request records of the hits, in hit order, each with its `score`; read from the
+    same database as the hits (a replica may lag another)."""
+    if not hits:
+        return []
+    times = [hit[1] for hit in hits]
+    # The time bounds let PostgreSQL skip every daily partition the hits are not in.
+    rows = ApiRequest.objects.using(connection.alias).filter(
+        project_id=project_id, time__gte=min(times), time__lte=max(times),
+        pk__in=[(hit[0], hit[1]) for hit in hits],
+    )  # fmt: skip
+    by_key = {(row.event_id, row.time): row for row in rows}
+    found = []
+    for event_id, time, score in hits:
+        row = by_key.get((event_id, time))
+        if row is not None:  # gone since (retention, delete)
+            row.score = score
+            found.append(row)
+    return found
 
 
 def semantic(connection: BaseDatabaseWrapper, provider: Provider, project_id: int,

@@ -15,12 +15,11 @@ from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import sql
 
-from observability.analytics.backend import REQUEST_TABLE
+from observability.locks import Lock, xact_lock
 
+REQUEST_TABLE = "api_request"
 DEFAULT_PARTITION = f"{REQUEST_TABLE}_default"
 _PARTITION_NAME = re.compile(rf"^{REQUEST_TABLE}_p(\d{{8}})$")
-# Serialises partition maintenance across processes (any constant; pg_advisory_xact_lock).
-_LOCK_KEY = 0x61706D70  # "apmp"
 
 
 def partition_name(day: date) -> str:
@@ -56,7 +55,7 @@ def ensure_daily_partitions(connection: BaseDatabaseWrapper, first: date, last: 
     for day in missing:
         with transaction.atomic(using=connection.alias):
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+                xact_lock(cursor, Lock.PARTITIONS)
             if day in existing_partition_days(connection):  # another process won the race
                 continue
             _create_partition(connection, day)

@@ -3,8 +3,9 @@
 A window [start, end) is split into parts: whole days from the daily rollups, whole
 hours from the hourly rollups, and raw rows for the partial hours at its edges and for
 everything past the materialised watermark (so results include the last seconds). Each
-part yields rows of the same shape; one aggregation over their UNION ALL adds counts
-and sketches (pgvector, in C); quantiles are read from the merged sketch in Python.
+part yields rows of the same shape; one aggregation over their UNION ALL merges the
+measures and sketches (pgvector, in C); quantiles are read from the merged sketch in
+Python.
 
 The grain is the coarsest one that has every dimension the query filters or groups by.
 """
@@ -16,19 +17,31 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
-from django.db import connection as default_connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import sql
 
-from observability.analytics import backend, maintenance, rollups, sketch
-from observability.analytics.rollups import DAY, HOUR, Grain
+from observability.analytics import backend, rollups, sketch
+from observability.analytics.rollups import DAY, HOUR, MEASURES, Grain
 
 MINUTE = "minute"
 INTERVALS = {MINUTE: timedelta(minutes=1), HOUR: timedelta(hours=1), DAY: timedelta(days=1)}
 QUANTILES = (0.5, 0.95, 0.99)
 RAW = "raw"
-FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
-FAR_PAST = datetime(1, 1, 1, tzinfo=UTC)
+# What endpoints can be ranked by; rates and percentiles rank only endpoints with enough
+# hits (APM_TOP_MIN_HITS), counts rank all.
+RANKINGS = ("hits", "errors", "error_rate", "p95", "p99", "apdex")
+COUNT_RANKINGS = ("hits", "errors")
+ENDPOINT_KEY = ("service", "endpoint", "method")
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +68,7 @@ class Kpi:
     sketch: np.ndarray | None = None
 
     def as_dict(self, seconds: float) -> dict:
+        """The documented KPI shape, with rates over `seconds`."""
         hits = self.hits
         p50, p95, p99 = (
             sketch.quantiles(self.sketch, QUANTILES, self.latency_min, self.latency_max)
@@ -87,20 +101,21 @@ class Part:
 def plan(
     start: datetime,
     end: datetime,
-    finest_rollup: str | None,
+    coarsest_rollup: str | None,
     hourly_until: datetime,
     daily_until: datetime,
 ) -> list[Part]:
     """Cover [start, end) with daily, hourly and raw parts.
 
-    `finest_rollup` is the coarsest rollup the caller can use (None: raw only, DAY: all);
-    rollups are used only for buckets wholly inside the window and before their watermark.
+    `coarsest_rollup` is the coarsest rollup the caller may use (None: raw rows only,
+    HOUR: hourly, DAY: daily and hourly). Rollups serve only buckets wholly inside the
+    window and before their watermark.
     """
-    if finest_rollup is None:
+    if coarsest_rollup is None:
         return [Part(RAW, start, end)]
     parts: list[Part] = []
     rest = [(start, end)]
-    if finest_rollup == DAY:
+    if coarsest_rollup == DAY:
         d0 = _ceil(start, DAY)
         d1 = min(rollups.day_floor(end), daily_until)
         if d0 < d1:
@@ -128,45 +143,61 @@ def grain_for(dimensions: set[str]) -> Grain:
     raise ValueError(f"no rollup grain has dimensions {sorted(dimensions)}")
 
 
+# A query returns its keys, then these merged measures, then errors and the sketch.
+MEASURE_NAMES = [m.name for m in MEASURES]
+
+
 class KpiQuery:
-    """KPIs of one project over a window, optionally grouped and/or per time bucket."""
+    """KPIs of one project's requests in a window, in the API's shapes."""
 
     def __init__(
-        self,
-        project_id: int,
-        start: datetime,
-        end: datetime,
-        filters: Filters,
-        connection: BaseDatabaseWrapper = default_connection,
+        self, project_id: int, window: Window, filters: Filters, connection: BaseDatabaseWrapper
     ):
-        self.project_id, self.start, self.end, self.filters = project_id, start, end, filters
+        self.project_id, self.window, self.filters = project_id, window, filters
         self.connection = connection
 
-    def totals(self) -> Kpi:
-        rows = self._run(group=(), interval=None, with_sketch=True)
-        return rows[0][1] if rows else Kpi()
+    def totals(self) -> dict:
+        rows = self._run(group=(), interval=None)
+        return (rows[0][1] if rows else Kpi()).as_dict(self.window.seconds)
 
-    def grouped(self, group: tuple[str, ...], with_sketch: bool) -> list[tuple[tuple, Kpi]]:
-        return [(key, kpi) for key, kpi in self._run(group, None, with_sketch)]
-
-    def timeseries(self, interval: str) -> list[tuple[datetime, Kpi]]:
-        found = {key[0]: kpi for key, kpi in self._run((), interval, with_sketch=True)}
-        step = INTERVALS[interval]
-        bucket = _floor(self.start, interval)
-        series = []
-        while bucket < self.end:
-            series.append((bucket, found.get(bucket, Kpi())))
+    def timeseries(self, interval: str) -> list[dict]:
+        """One point per bucket, zero-filled; edge buckets count only their part inside
+        the window (for rps)."""
+        found = {key[0]: kpi for key, kpi in self._run((), interval)}
+        step, start, end = INTERVALS[interval], self.window.start, self.window.end
+        points = []
+        bucket = _floor(start, interval)
+        while bucket < end:
+            seconds = (min(bucket + step, end) - max(bucket, start)).total_seconds()
+            points.append({"bucket": bucket, **found.get(bucket, Kpi()).as_dict(seconds)})
             bucket += step
-        return series
+        return points
+
+    def top_endpoints(self, by: str, limit: int, min_hits: int) -> list[dict]:
+        """Endpoints ranked by `by`: highest first, Apdex lowest first; ties by hits."""
+        rows = self._run(ENDPOINT_KEY, None)
+        if by not in COUNT_RANKINGS:
+            rows = [row for row in rows if row[1].hits >= min_hits]
+        ranked = [
+            {**dict(zip(ENDPOINT_KEY, key, strict=True)), **kpi.as_dict(self.window.seconds)}
+            for key, kpi in rows
+        ]
+        ranked.sort(key=lambda row: _rank_key(by, row))
+        return ranked[:limit]
+
+    def services(self) -> list[dict]:
+        """One row per service seen in the window, busiest first."""
+        rows = sorted(self._run(("service",), None), key=lambda row: -row[1].hits)
+        return [{"service": key[0], **kpi.as_dict(self.window.seconds)} for key, kpi in rows]
 
     # --- internals -------------------------------------------------------------------
 
-    def _run(self, group: tuple[str, ...], interval: str | None, with_sketch: bool):
+    def _run(self, group: tuple[str, ...], interval: str | None) -> list[tuple[tuple, Kpi]]:
         grain = grain_for(self.filters.dimensions() | set(group))
-        finest = {None: DAY, DAY: DAY, HOUR: HOUR, MINUTE: None}[interval]
-        hourly_until, daily_until = self._materialised_until()
-        parts = plan(self.start, self.end, finest, hourly_until, daily_until)
-        query, params = self._compose(parts, grain, group, interval, with_sketch)
+        coarsest = {None: DAY, DAY: DAY, HOUR: HOUR, MINUTE: None}[interval]
+        hourly_until, daily_until = backend.of(self.connection).materialised_until(self.connection)
+        parts = plan(self.window.start, self.window.end, coarsest, hourly_until, daily_until)
+        query, params = self._compose(parts, grain, group, interval)
         self.connection.ensure_connection()
         with (
             self.connection.wrap_database_errors,
@@ -174,17 +205,10 @@ class KpiQuery:
         ):
             # Binary results: the merged sketches arrive as float4 arrays, not text.
             cursor.execute(query, params, binary=True)
-            return [self._row(row, len(group) + (1 if interval else 0), with_sketch)
-                    for row in cursor.fetchall()]  # fmt: skip
+            key_count = len(group) + (1 if interval else 0)
+            return [_row(row, key_count) for row in cursor.fetchall()]
 
-    def _materialised_until(self) -> tuple[datetime, datetime]:
-        if backend.current(self.connection) == backend.TIMESCALE:
-            # Real-time continuous aggregates include the not-yet-materialised tail.
-            return FAR_FUTURE, rollups.day_floor(datetime.now(UTC))
-        marks = maintenance.watermarks(self.connection)
-        return marks.get(HOUR, FAR_PAST), marks.get(DAY, FAR_PAST)
-
-    def _compose(self, parts, grain: Grain, group, interval, with_sketch):
+    def _compose(self, parts, grain: Grain, group, interval):
         params: dict = {"project": self.project_id, **self._filter_params()}
         selects = []
         for n, part in enumerate(parts):
@@ -192,18 +216,12 @@ class KpiQuery:
             selects.append(self._part_select(n, part, grain, group, interval))
         keys = [sql.Identifier(name) for name in (["ts"] if interval else []) + list(group)]
         measures = [
-            sql.SQL("sum(hits)::bigint"),
-            sql.SQL("(sum(hits) FILTER (WHERE status_class = 5))::bigint"),
-            sql.SQL("sum(apdex_satisfied)::bigint"),
-            sql.SQL("sum(apdex_tolerating)::bigint"),
-            sql.SQL("sum(latency_sum)"),
-            sql.SQL("min(latency_min)"),
-            sql.SQL("max(latency_max)"),
-        ]
-        if with_sketch:
+            rollups.measure_columns("merge"),
+            sql.SQL("(sum(hits) FILTER (WHERE status_class = 5))::bigint AS errors"),
             # The merged sketch in pgvector's binary form (a 4-byte header, then
             # big-endian float4 counts): read by numpy without parsing.
-            measures.append(sql.SQL("vector_send(sum(sketch::vector))"))
+            sql.SQL("vector_send({})").format(sql.SQL(rollups.MERGE_SKETCHES)),
+        ]
         query = sql.SQL("SELECT {columns} FROM ({parts}) AS parts {group_by}").format(
             columns=sql.SQL(", ").join([*keys, *measures]),
             parts=sql.SQL(" UNION ALL ").join(selects),
@@ -232,10 +250,9 @@ class KpiQuery:
         where = sql.SQL(" AND ").join(
             [window.format(column=sql.Identifier("bucket"), **bounds), *self._filter_sql(raw=False)]
         )
+        stored = [*MEASURE_NAMES, rollups.SKETCH_COLUMN]
         return sql.SQL("(SELECT {columns} FROM {table} WHERE {where})").format(
-            columns=sql.SQL(", ").join(
-                [*ts, *map(sql.Identifier, dims), *map(sql.Identifier, rollups.MEASURES)]
-            ),
+            columns=sql.SQL(", ").join([*ts, *map(sql.Identifier, dims + stored)]),
             table=sql.Identifier(table),
             where=where,
         )
@@ -251,20 +268,23 @@ class KpiQuery:
             clauses.append(sql.SQL("{} = {}").format(column, sql.Placeholder(f"f_{name}")))
         return clauses
 
-    @staticmethod
-    def _row(row, key_count: int, with_sketch: bool) -> tuple[tuple, Kpi]:
-        key, values = tuple(row[:key_count]), row[key_count:]
-        kpi = Kpi(
-            hits=values[0] or 0,
-            errors=values[1] or 0,
-            apdex_satisfied=values[2] or 0,
-            apdex_tolerating=values[3] or 0,
-            latency_sum=values[4] or 0.0,
-            latency_min=values[5],
-            latency_max=values[6],
-            sketch=_counts(values[7]) if with_sketch and values[7] else None,
-        )
-        return key, kpi
+
+def _row(row, key_count: int) -> tuple[tuple, Kpi]:
+    key, (*measured, errors, merged_sketch) = tuple(row[:key_count]), row[key_count:]
+    # NULL measures (no rows) keep Kpi's defaults.
+    values = {name: v for name, v in zip(MEASURE_NAMES, measured, strict=True) if v is not None}
+    sketch_counts = _counts(merged_sketch) if merged_sketch else None
+    return key, Kpi(**values, errors=errors or 0, sketch=sketch_counts)
+
+
+def _rank_key(by: str, kpi: dict) -> tuple:
+    if by in ("p95", "p99"):
+        value = -(kpi["latency_ms"][by] or 0.0)
+    elif by == "apdex":
+        value = kpi["apdex"] if kpi["apdex"] is not None else 1.0
+    else:
+        value = -kpi[by]
+    return value, -kpi["hits"]
 
 
 def _counts(vector_binary: bytes) -> np.ndarray:

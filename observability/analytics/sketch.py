@@ -11,8 +11,9 @@ the window's exact minimum, one in the last bucket with its exact maximum.
 
 Merging is adding counts, so any set of rollup rows merges exactly: PostgreSQL sums
 the sketches (pgvector `sum(vector)`, in C) and this module reads quantiles from the
-sum. The same bucket formula is the SQL function `apm_sketch_index` (migration 0003);
-a test checks they agree.
+sum. The same bucket formula is the SQL function `apm_sketch_index` (migration 0003), and
+the same quantile reading is `apm_sketch_quantile` (0009); their constants are frozen in
+those migrations, and tests check that they agree with this module.
 """
 
 from __future__ import annotations
@@ -39,10 +40,6 @@ def bucket_of(latency_ms: float) -> int:
     if latency_ms <= MIN_MS:
         return 1
     return min(BUCKETS, max(1, math.ceil(math.log(latency_ms / MIN_MS) / LN_GAMMA) + 1))
-
-
-def representative(bucket: int) -> float:
-    return float(_REPRESENTATIVES[bucket - 1])
 
 
 def quantiles(counts, qs: tuple[float, ...], low: float, high: float) -> list[float | None]:

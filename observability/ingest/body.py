@@ -5,28 +5,19 @@ from __future__ import annotations
 import zlib
 
 from django.http import HttpRequest
-from rest_framework import exceptions, status
 
-
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "too_large"
-    default_detail = "The request body is too large."
-
-
-class UnsupportedEncoding(exceptions.APIException):
-    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
-    default_code = "unsupported_encoding"
-    default_detail = "Unsupported Content-Encoding: send identity or gzip."
+from observability.ingest.errors import (
+    MalformedBody,
+    PayloadTooLarge,
+    UnsupportedEncoding,
+    UnsupportedMediaType,
+)
 
 
 def read_body(request: HttpRequest, max_bytes: int, content_types: tuple[str, ...]) -> bytes:
-    """The (decompressed) body, at most `max_bytes`; raises 413/415 API errors."""
+    """The (decompressed) body, at most `max_bytes`; raises IngestRejected errors."""
     if request.content_type not in content_types:
-        raise exceptions.UnsupportedMediaType(
-            request.content_type or "(none)",
-            detail=f"Content-Type must be {' or '.join(content_types)}.",
-        )
+        raise UnsupportedMediaType(f"Content-Type must be {' or '.join(content_types)}.")
     declared = request.META.get("CONTENT_LENGTH") or ""
     if declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"The body exceeds {max_bytes} bytes.")
@@ -39,7 +30,7 @@ def read_body(request: HttpRequest, max_bytes: int, content_types: tuple[str, ..
         return raw
     if encoding == "gzip":
         return _gunzip(raw, max_bytes)
-    raise UnsupportedEncoding()
+    raise UnsupportedEncoding("Unsupported Content-Encoding: send identity or gzip.")
 
 
 def _gunzip(raw: bytes, max_bytes: int) -> bytes:
@@ -48,9 +39,9 @@ def _gunzip(raw: bytes, max_bytes: int) -> bytes:
         # Never inflate more than the cap: a small gzip bomb cannot use up memory.
         data = decompressor.decompress(raw, max_bytes + 1)
     except zlib.error as exc:
-        raise exceptions.ParseError(f"Invalid gzip body: {exc}") from exc
+        raise MalformedBody(f"Invalid gzip body: {exc}") from exc
     if len(data) > max_bytes or decompressor.unconsumed_tail:
         raise PayloadTooLarge(f"The decompressed body exceeds {max_bytes} bytes.")
     if not decompressor.eof:
-        raise exceptions.ParseError("Invalid gzip body: truncated.")
+        raise MalformedBody("Invalid gzip body: truncated.")
     return data

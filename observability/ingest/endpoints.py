@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.db import connection, transaction
 
+from observability.locks import Lock, xact_lock
 from observability.models import Endpoint
 
 OVERFLOW_ENDPOINT = "{overflow}"
@@ -39,7 +40,7 @@ def _admit(project_id: int, service: str, endpoints: set[str], cap: int) -> set[
     # endpoint whose batch then fails is harmless, a cap exceeded by a race is not.
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [project_id, service])
+            xact_lock(cursor, Lock.ENDPOINT_ADMISSION, f"{project_id}/{service}")
         known |= set(
             Endpoint.objects.filter(project_id=project_id, service=service).values_list(
                 "endpoint", flat=True

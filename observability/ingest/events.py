@@ -14,6 +14,7 @@ from typing import Annotated
 
 import msgspec
 
+from observability.ingest.errors import MalformedBody
 from observability.ingest.routes import normalize_path
 from observability.ingest.writer import jsonb_value
 
@@ -68,10 +69,6 @@ class EventError(ValueError):
         self.message = message
 
 
-class BodyError(ValueError):
-    """The body is not JSON, or not a list of events."""
-
-
 @dataclass(frozen=True)
 class TimeWindow:
     """Event times accepted now: not older than raw retention, not far in the future."""
@@ -82,6 +79,19 @@ class TimeWindow:
     @classmethod
     def around(cls, now: datetime, retention_days: int) -> TimeWindow:
         return cls(now - timedelta(days=retention_days), now + MAX_FUTURE)
+
+
+@dataclass
+class Decoded:
+    """A request body as events: (index in the request, the event or why it is invalid)."""
+
+    events: list[tuple[int, Event | EventError]]
+    skipped: int = 0  # OTLP: spans that are not requests served (not SERVER spans)
+
+
+def decode_rest(body: bytes, content_type: str) -> Decoded:
+    """The REST batch door: a JSON array of events or {"events": [...]}."""
+    return Decoded(list(enumerate(decode_batch(body))))
 
 
 def decode_batch(body: bytes) -> list[Event | EventError]:
@@ -109,9 +119,11 @@ def split_body(body: bytes) -> list[msgspec.Raw]:
     try:
         parsed = _decode_body(body)
     except msgspec.ValidationError as exc:
-        raise BodyError(f'Expected a JSON array of events or {{"events": [...]}}: {exc}') from exc
+        raise MalformedBody(
+            f'Expected a JSON array of events or {{"events": [...]}}: {exc}'
+        ) from exc
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise BodyError(f"Malformed JSON: {exc}") from exc
+        raise MalformedBody(f"Malformed JSON: {exc}") from exc
     return parsed.events if isinstance(parsed, Envelope) else parsed
 
 
@@ -119,7 +131,7 @@ def decode_event(raw: msgspec.Raw | bytes) -> Event:
     try:
         return _decode_event(raw)
     except msgspec.ValidationError as exc:
-        raise EventError(*_field_and_reason(str(exc))) from exc
+        raise EventError(*field_and_reason(exc)) from exc
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # cannot happen after split_body
         raise EventError("", f"Malformed JSON: {exc}") from exc
 
@@ -192,9 +204,9 @@ def _field_with_nul(event: Event) -> str:
     return ""
 
 
-def _field_and_reason(message: str) -> tuple[str, str]:
+def field_and_reason(error: msgspec.ValidationError) -> tuple[str, str]:
     """msgspec's "Expected `int`, got `str` - at `$.status_code`" -> ("status_code", ...)."""
-    reason, marker, location = message.partition(" - at `$")
+    reason, marker, location = str(error).partition(" - at `$")
     if marker:
         return location.rstrip("`").lstrip("."), reason
     if reason.startswith("Object missing required field `"):

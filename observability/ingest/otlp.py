@@ -9,7 +9,6 @@ skipped and counted. A server span without an HTTP method or status code is reje
 from __future__ import annotations
 
 import base64
-import dataclasses
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,7 +25,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from observability.ingest.events import MAX_ATTRIBUTES_BYTES, Event, EventError
+from observability.ingest.errors import MalformedBody
+from observability.ingest.events import (
+    MAX_ATTRIBUTES_BYTES,
+    Decoded,
+    Event,
+    EventError,
+    field_and_reason,
+)
 from observability.ingest.routes import normalize_path
 
 PROTOBUF = "application/x-protobuf"
@@ -46,16 +52,6 @@ MAPPED_KEYS = {*METHOD_KEYS, *STATUS_KEYS, *PATH_KEYS, *URL_KEYS, *REQUEST_SIZE_
 SPAN_NAMESPACE = uuid.UUID("6c0f6b1e-3f7a-4bd4-9d0e-6a1f2c7e9b11")
 
 
-class OtlpDecodeError(ValueError):
-    pass
-
-
-@dataclasses.dataclass
-class DecodedSpans:
-    events: list[tuple[int, Event | EventError]]
-    skipped: int  # spans of other kinds than SERVER
-
-
 def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
     try:
@@ -67,11 +63,16 @@ def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
             )
     except (DecodeError, json_format.ParseError, msgspec.DecodeError, UnicodeDecodeError,
             TypeError, ValueError) as exc:  # fmt: skip
-        raise OtlpDecodeError(f"Not a valid ExportTraceServiceRequest: {exc}") from exc
+        raise MalformedBody(f"Not a valid ExportTraceServiceRequest: {exc}") from exc
     return request
 
 
-def decode_spans(request: ExportTraceServiceRequest) -> DecodedSpans:
+def decode(body: bytes, content_type: str) -> Decoded:
+    """The OTLP door: an ExportTraceServiceRequest (protobuf or JSON) as events."""
+    return decode_spans(parse_request(body, content_type))
+
+
+def decode_spans(request: ExportTraceServiceRequest) -> Decoded:
     events: list[tuple[int, Event | EventError]] = []
     skipped = 0
     index = 0
@@ -84,7 +85,7 @@ def decode_spans(request: ExportTraceServiceRequest) -> DecodedSpans:
                     continue
                 events.append((index, _span_event(span, resource)))
                 index += 1
-    return DecodedSpans(events, skipped)
+    return Decoded(events, skipped)
 
 
 def encode_response(content_type: str, rejected: int, message: str) -> bytes:
@@ -140,8 +141,7 @@ def _span_event(span: Span, resource: dict) -> Event | EventError:
     try:
         event = msgspec.convert(fields, Event)
     except msgspec.ValidationError as exc:
-        reason, _, location = str(exc).partition(" - at `$.")
-        return EventError(location.rstrip("`"), reason)
+        return EventError(*field_and_reason(exc))
     extra = {key: value for key, value in attributes.items() if key not in MAPPED_KEYS}
     event.attributes = msgspec.Raw(_bounded_json(extra))
     return event
@@ -221,11 +221,11 @@ def _hex_ids_to_base64(document):
 
 def _items(container, *names) -> Iterator[dict]:
     if not isinstance(container, dict):
-        raise OtlpDecodeError("Expected a JSON object.")
+        raise MalformedBody("Expected a JSON object.")
     for name in names:
         values = container.get(name) or []
         if not isinstance(values, list):
-            raise OtlpDecodeError(f"`{name}` must be an array.")
+            raise MalformedBody(f"`{name}` must be an array.")
         yield from values
 
 
@@ -236,4 +236,4 @@ def _convert_ids(span: dict) -> None:
             try:
                 span[name] = base64.b64encode(bytes.fromhex(value)).decode()
             except ValueError as exc:
-                raise OtlpDecodeError(f"`{name}` must be hexadecimal: {value!r}") from exc
+                raise MalformedBody(f"`{name}` must be hexadecimal: {value!r}") from exc

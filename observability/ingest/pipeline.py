@@ -1,18 +1,28 @@
-"""From decoded events to stored rows: validation, endpoint cap, idempotent write."""
+"""The ingest pipeline: every door (REST batch, OTLP) runs the same steps.
+
+read body -> decode -> size check -> rate tokens -> validate -> cap endpoints and add
+Apdex thresholds -> store once (idempotent) -> the result. The doors differ only in the
+content types they accept and how they decode their format. The answer is built only
+after the rows are committed.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from django.db import connection
+from django.http import HttpRequest
 from django.utils import timezone
 from prometheus_client import Counter
 
-from observability.ingest import endpoints, writer
-from observability.ingest.events import Event, EventError, TimeWindow, to_row
+from observability.ingest import endpoints, otlp, ratelimit, writer
+from observability.ingest.body import read_body
+from observability.ingest.errors import EmptyBatch, InvalidEvents, PayloadTooLarge, RateLimited
+from observability.ingest.events import Decoded, Event, EventError, TimeWindow, decode_rest, to_row
 from observability.ingest.thresholds import apdex_thresholds
+from observability.models import ApiKey
 
 INGESTED_EVENTS = Counter(
     "apm_ingest_events_total",
@@ -24,6 +34,22 @@ OVERFLOW_EVENTS = Counter(
     "Events stored under the overflow endpoint because their service hit the endpoint cap.",
     ["source"],
 )
+SKIPPED_SPANS = Counter(
+    "apm_otlp_spans_skipped_total", "OTLP spans not stored because they are not SERVER spans."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Door:
+    source: str  # the `source` label of the metrics
+    content_types: tuple[str, ...]
+    decode: Callable[[bytes, str], Decoded]
+    # OTLP: an export may hold no request at all (only client spans); REST: a mistake.
+    empty_ok: bool
+
+
+REST = Door("rest", ("application/json",), decode_rest, empty_ok=False)
+OTLP = Door("otlp", (otlp.PROTOBUF, otlp.JSON), otlp.decode, empty_ok=True)
 
 
 @dataclasses.dataclass
@@ -32,7 +58,44 @@ class IngestResult:
     duplicates: int = 0  # accepted events that were already stored
     rejected: int = 0
     overflowed: int = 0  # accepted events stored under the overflow endpoint
+    skipped: int = 0  # OTLP spans that are not requests (not SERVER spans)
     errors: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+
+
+def ingest(request: HttpRequest, door: Door, key: ApiKey, *, strict: bool) -> IngestResult:
+    """Run one request through the pipeline; raises IngestRejected if nothing may be stored."""
+    body = read_body(request, settings.APM_INGEST_MAX_BYTES, door.content_types)
+    decoded = door.decode(body, request.content_type)
+    SKIPPED_SPANS.inc(decoded.skipped)
+    result = IngestResult(skipped=decoded.skipped)
+    if not decoded.events and door.empty_ok:
+        return result
+    _check_batch_size(len(decoded.events))
+    _take_rate_tokens(key, len(decoded.events))
+    rows = validate(decoded.events, key.project_id, result)
+    if strict and result.errors:
+        raise InvalidEvents(result.errors)
+    return store(rows, key.project_id, door.source, result)
+
+
+def _check_batch_size(count: int) -> None:
+    if count == 0:
+        raise EmptyBatch("The batch holds no events.")
+    if count > settings.APM_INGEST_MAX_EVENTS:
+        raise PayloadTooLarge(
+            f"{count} events in one request; the limit is {settings.APM_INGEST_MAX_EVENTS}."
+        )
+
+
+def _take_rate_tokens(key: ApiKey, count: int) -> None:
+    wait = ratelimit.take(
+        key.pk,
+        count,
+        settings.APM_INGEST_RATE_LIMIT,
+        max(settings.APM_INGEST_RATE_BURST, settings.APM_INGEST_MAX_EVENTS),
+    )
+    if wait:
+        raise RateLimited("Ingest rate limit of this API key exceeded.", wait)
 
 
 def validate(

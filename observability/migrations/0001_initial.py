@@ -4,6 +4,10 @@
 analytics backend (see observability/analytics/backend.py): natively partitioned by
 day on the portable backend, a plain table that 0002 turns into a hypertable on
 TimescaleDB. Both need a primary key that contains `time`: (event_id, time).
+
+The backend choice is frozen here as it was made when this migration was written
+(APM_ANALYTICS_BACKEND and whether the server offers TimescaleDB); the system check
+reports the same choice from the live code.
 """
 
 import uuid
@@ -11,9 +15,8 @@ import uuid
 import django.contrib.postgres.fields
 import django.core.validators
 import django.db.models.deletion
+from django.conf import settings
 from django.db import migrations, models
-
-from observability.analytics import backend
 
 COLUMNS = """
     event_id uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -41,17 +44,36 @@ INDEXES = [
 ]
 
 
+# Installed, or offered and preloaded.
+TIMESCALE_USABLE = """
+SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')
+    OR (EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
+        AND position('timescaledb' in current_setting('shared_preload_libraries')) > 0)
+"""
+
+
+def builds_portable(connection) -> bool:
+    """Portable (True) or TimescaleDB (False), from APM_ANALYTICS_BACKEND and the server."""
+    with connection.cursor() as cursor:
+        cursor.execute(TIMESCALE_USABLE)
+        timescale_usable = cursor.fetchone()[0]
+    configured = settings.APM_ANALYTICS_BACKEND
+    if configured == "timescale" and not timescale_usable:
+        raise RuntimeError(
+            "cannot create api_request: APM_ANALYTICS_BACKEND=timescale but the server "
+            "does not offer (or preload) the timescaledb extension"
+        )
+    return configured == "postgres" or (configured == "auto" and not timescale_usable)
+
+
 def create_request_table(apps, schema_editor):
-    connection = schema_editor.connection
-    choice = backend.choose(connection)
-    if choice.name is None:
-        raise RuntimeError(f"cannot create api_request: {choice.reason}")
-    partition_clause = "PARTITION BY RANGE (time)" if choice.name == backend.POSTGRES else ""
+    portable = builds_portable(schema_editor.connection)
+    partition_clause = "PARTITION BY RANGE (time)" if portable else ""
     statements = [
         f"CREATE TABLE api_request ({COLUMNS}) {partition_clause}",
         *INDEXES,
     ]
-    if choice.name == backend.POSTGRES:
+    if portable:
         statements.append("CREATE TABLE api_request_default PARTITION OF api_request DEFAULT")
     for statement in statements:
         schema_editor.execute(statement)

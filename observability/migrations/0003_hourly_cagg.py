@@ -3,46 +3,129 @@
 Both backends: the pgvector extension and the sketch functions. Portable: the hourly
 rollup tables, the materialisation state and the triggers that mark changed hours.
 TimescaleDB: the hourly rollups as continuous aggregates with a refresh policy.
+
+The DDL is frozen as this migration first ran it (the live code never generates it):
+observability/tests/test_schema.py checks the database has what the code expects.
 """
 
 from django.db import migrations
 
-from observability.analytics import backend, rollups
+from observability.migrations._frozen import is_portable, run_all
 
-# TimescaleDB refresh policy: recompute the last 3 days (late data) every 5 minutes;
-# the open hour is served by real-time aggregation.
-HOURLY_POLICY = (
-    "SELECT add_continuous_aggregate_policy(%s, start_offset => INTERVAL '3 days', "
-    "end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '5 minutes')"
-)
+# Bucket of a latency (sketch.bucket_of: 1024 buckets, MIN_MS 0.01, GAMMA 1.018), and
+# the sketch of a set of bucket numbers, so that one aggregate expression,
+# apm_sketch_of(array_agg(apm_sketch_index(latency_ms))), builds it in a TimescaleDB
+# continuous aggregate (one GROUP BY, no PL/pgSQL: its refresh commits as it goes).
+# SET search_path: the refresh runs function bodies with a restricted search path, and
+# pgvector's types live in the schema current at creation.
+SKETCH_FUNCTIONS = [
+    "CREATE EXTENSION IF NOT EXISTS vector",
+    """CREATE FUNCTION apm_sketch_index(latency double precision) RETURNS integer
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT CASE WHEN latency <= 0.01::double precision THEN 1
+               ELSE LEAST(1024, GREATEST(1,
+                    ceil(ln(latency / 0.01::double precision)
+                         / ln(1.018::double precision))::integer + 1)) END
+        $$""",
+    """CREATE FUNCTION apm_sketch_of(buckets integer[]) RETURNS sparsevec
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path FROM CURRENT AS $$
+        SELECT format('{%s}/1024', string_agg(b || ':' || n, ',' ORDER BY b))::sparsevec
+        FROM (SELECT b, count(*) AS n FROM unnest(buckets) AS b GROUP BY b) AS counted
+        $$""",
+]
+DROP_SKETCH_FUNCTIONS = [
+    "DROP FUNCTION IF EXISTS apm_sketch_of(integer[])",
+    "DROP FUNCTION IF EXISTS apm_sketch_index(double precision)",
+]
+
+# Portable: each rollup table with the indexes its readers use (every analytics query
+# reads one project's rows in a bucket range; the refresh deletes a bucket range).
+PORTABLE_TABLES = [
+    'CREATE TABLE "apm_rollup_endpoint_hourly" (bucket timestamptz NOT NULL, project_id bigint NOT NULL, "service" varchar(128) NOT NULL, "endpoint" varchar(512) NOT NULL, "method" varchar(16) NOT NULL, "status_class" smallint NOT NULL, "environment" varchar(64) NOT NULL, hits bigint NOT NULL, apdex_satisfied bigint NOT NULL, apdex_tolerating bigint NOT NULL, latency_sum double precision NOT NULL, latency_min double precision NOT NULL, latency_max double precision NOT NULL, sketch sparsevec(1024) NOT NULL)',
+    'CREATE INDEX "apm_rollup_endpoint_hourly_project_bucket" ON "apm_rollup_endpoint_hourly" (project_id, bucket)',
+    'CREATE INDEX "apm_rollup_endpoint_hourly_bucket" ON "apm_rollup_endpoint_hourly" (bucket)',
+    'CREATE TABLE "apm_rollup_service_hourly" (bucket timestamptz NOT NULL, project_id bigint NOT NULL, "service" varchar(128) NOT NULL, "status_class" smallint NOT NULL, "environment" varchar(64) NOT NULL, hits bigint NOT NULL, apdex_satisfied bigint NOT NULL, apdex_tolerating bigint NOT NULL, latency_sum double precision NOT NULL, latency_min double precision NOT NULL, latency_max double precision NOT NULL, sketch sparsevec(1024) NOT NULL)',
+    'CREATE INDEX "apm_rollup_service_hourly_project_bucket" ON "apm_rollup_service_hourly" (project_id, bucket)',
+    'CREATE INDEX "apm_rollup_service_hourly_bucket" ON "apm_rollup_service_hourly" (bucket)',
+    'CREATE TABLE "apm_rollup_overview_hourly" (bucket timestamptz NOT NULL, project_id bigint NOT NULL, "status_class" smallint NOT NULL, "environment" varchar(64) NOT NULL, hits bigint NOT NULL, apdex_satisfied bigint NOT NULL, apdex_tolerating bigint NOT NULL, latency_sum double precision NOT NULL, latency_min double precision NOT NULL, latency_max double precision NOT NULL, sketch sparsevec(1024) NOT NULL)',
+    'CREATE INDEX "apm_rollup_overview_hourly_project_bucket" ON "apm_rollup_overview_hourly" (project_id, bucket)',
+    'CREATE INDEX "apm_rollup_overview_hourly_bucket" ON "apm_rollup_overview_hourly" (bucket)',
+]
+PORTABLE_BOOKKEEPING = [
+    # How far each interval is materialised: every bucket before it is in the rollups.
+    """CREATE TABLE apm_rollup_state (
+        interval text PRIMARY KEY, materialized_until timestamptz NOT NULL)""",
+    # Buckets to recompute because rows changed after they were materialised.
+    """CREATE TABLE apm_rollup_dirty (
+        interval text NOT NULL, bucket timestamptz NOT NULL, PRIMARY KEY (interval, bucket))""",
+    # Statement-level triggers with transition tables: one cheap statement per COPY or
+    # bulk write marks the closed hours it touched, whatever the writer (ingest, ORM, SQL).
+    """CREATE FUNCTION apm_mark_dirty_hours() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO apm_rollup_dirty (interval, bucket)
+            SELECT DISTINCT 'hour', date_trunc('hour', time, 'UTC') FROM changed_rows
+            WHERE time < date_trunc('hour', clock_timestamp(), 'UTC')
+            ON CONFLICT DO NOTHING;
+            RETURN NULL;
+        END $$""",
+    """CREATE TRIGGER apm_dirty_on_insert AFTER INSERT ON api_request
+        REFERENCING NEW TABLE AS changed_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION apm_mark_dirty_hours()""",
+    """CREATE TRIGGER apm_dirty_on_delete AFTER DELETE ON api_request
+        REFERENCING OLD TABLE AS changed_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION apm_mark_dirty_hours()""",
+    # An update may move a row out of its hour: the old rows' hours, then the new ones'.
+    """CREATE TRIGGER apm_dirty_on_update_old AFTER UPDATE ON api_request
+        REFERENCING OLD TABLE AS changed_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION apm_mark_dirty_hours()""",
+    """CREATE TRIGGER apm_dirty_on_update_new AFTER UPDATE ON api_request
+        REFERENCING NEW TABLE AS changed_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION apm_mark_dirty_hours()""",
+]
+DROP_PORTABLE = [
+    "DROP TRIGGER IF EXISTS apm_dirty_on_insert ON api_request",
+    "DROP TRIGGER IF EXISTS apm_dirty_on_delete ON api_request",
+    "DROP TRIGGER IF EXISTS apm_dirty_on_update_old ON api_request",
+    "DROP TRIGGER IF EXISTS apm_dirty_on_update_new ON api_request",
+    "DROP FUNCTION IF EXISTS apm_mark_dirty_hours()",
+    "DROP TABLE IF EXISTS apm_rollup_dirty",
+    "DROP TABLE IF EXISTS apm_rollup_state",
+    "DROP TABLE IF EXISTS apm_rollup_endpoint_hourly",
+    "DROP TABLE IF EXISTS apm_rollup_service_hourly",
+    "DROP TABLE IF EXISTS apm_rollup_overview_hourly",
+]
+
+# TimescaleDB: continuous aggregates of the hypertable with real-time aggregation, and
+# a refresh policy: recompute the last 3 days (late data) every 5 minutes; the open hour
+# is served by real-time aggregation.
+TIMESCALE_AGGREGATES = [
+    'CREATE MATERIALIZED VIEW "apm_rollup_endpoint_hourly" WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS SELECT time_bucket(\'1 hour\', time) AS bucket, project_id, service AS "service", endpoint AS "endpoint", method AS "method", (status_code / 100)::smallint AS "status_class", environment AS "environment", count(*) AS hits, sum(CASE WHEN status_code < 500 AND latency_ms <= apdex_t_ms THEN 1 ELSE 0 END)::bigint AS apdex_satisfied, sum(CASE WHEN status_code < 500 AND latency_ms > apdex_t_ms AND latency_ms <= 4 * apdex_t_ms THEN 1 ELSE 0 END)::bigint AS apdex_tolerating, sum(latency_ms) AS latency_sum, min(latency_ms) AS latency_min, max(latency_ms) AS latency_max, apm_sketch_of(array_agg(apm_sketch_index(latency_ms))) AS sketch FROM api_request GROUP BY time_bucket(\'1 hour\', "time"), "project_id", "service", "endpoint", "method", "status_class", "environment" WITH NO DATA',
+    'CREATE MATERIALIZED VIEW "apm_rollup_service_hourly" WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS SELECT time_bucket(\'1 hour\', time) AS bucket, project_id, service AS "service", (status_code / 100)::smallint AS "status_class", environment AS "environment", count(*) AS hits, sum(CASE WHEN status_code < 500 AND latency_ms <= apdex_t_ms THEN 1 ELSE 0 END)::bigint AS apdex_satisfied, sum(CASE WHEN status_code < 500 AND latency_ms > apdex_t_ms AND latency_ms <= 4 * apdex_t_ms THEN 1 ELSE 0 END)::bigint AS apdex_tolerating, sum(latency_ms) AS latency_sum, min(latency_ms) AS latency_min, max(latency_ms) AS latency_max, apm_sketch_of(array_agg(apm_sketch_index(latency_ms))) AS sketch FROM api_request GROUP BY time_bucket(\'1 hour\', "time"), "project_id", "service", "status_class", "environment" WITH NO DATA',
+    'CREATE MATERIALIZED VIEW "apm_rollup_overview_hourly" WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS SELECT time_bucket(\'1 hour\', time) AS bucket, project_id, (status_code / 100)::smallint AS "status_class", environment AS "environment", count(*) AS hits, sum(CASE WHEN status_code < 500 AND latency_ms <= apdex_t_ms THEN 1 ELSE 0 END)::bigint AS apdex_satisfied, sum(CASE WHEN status_code < 500 AND latency_ms > apdex_t_ms AND latency_ms <= 4 * apdex_t_ms THEN 1 ELSE 0 END)::bigint AS apdex_tolerating, sum(latency_ms) AS latency_sum, min(latency_ms) AS latency_min, max(latency_ms) AS latency_max, apm_sketch_of(array_agg(apm_sketch_index(latency_ms))) AS sketch FROM api_request GROUP BY time_bucket(\'1 hour\', "time"), "project_id", "status_class", "environment" WITH NO DATA',
+]
+TIMESCALE_POLICIES = [
+    "SELECT add_continuous_aggregate_policy('apm_rollup_endpoint_hourly', start_offset => INTERVAL '3 days', end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '5 minutes')",
+    "SELECT add_continuous_aggregate_policy('apm_rollup_service_hourly', start_offset => INTERVAL '3 days', end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '5 minutes')",
+    "SELECT add_continuous_aggregate_policy('apm_rollup_overview_hourly', start_offset => INTERVAL '3 days', end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '5 minutes')",
+]
+DROP_TIMESCALE = [
+    "DROP MATERIALIZED VIEW IF EXISTS apm_rollup_endpoint_hourly CASCADE",
+    "DROP MATERIALIZED VIEW IF EXISTS apm_rollup_service_hourly CASCADE",
+    "DROP MATERIALIZED VIEW IF EXISTS apm_rollup_overview_hourly CASCADE",
+]
 
 
 def create_hourly_rollups(apps, schema_editor):
-    run = schema_editor.execute
-    run("CREATE EXTENSION IF NOT EXISTS vector")
-    for statement in rollups.SKETCH_FUNCTIONS:
-        run(statement)
-    connection = schema_editor.connection
-    if backend.current(connection) == backend.TIMESCALE:
-        for rollup in rollups.HOURLY:
-            run(rollups.create_continuous_aggregate(rollup).as_string(connection.connection))
-            run(HOURLY_POLICY, [rollup.table])
-        return
-    for rollup in rollups.HOURLY:
-        for statement in rollups.create_table(rollup):
-            run(statement.as_string(connection.connection))
-    for statement in rollups.PORTABLE_BOOKKEEPING:
-        run(statement)
+    run_all(schema_editor, SKETCH_FUNCTIONS)
+    if is_portable(schema_editor.connection):
+        run_all(schema_editor, PORTABLE_TABLES + PORTABLE_BOOKKEEPING)
+    else:
+        run_all(schema_editor, TIMESCALE_AGGREGATES + TIMESCALE_POLICIES)
 
 
 def drop_hourly_rollups(apps, schema_editor):
-    connection = schema_editor.connection
-    timescale = backend.current(connection) == backend.TIMESCALE
-    for rollup in rollups.HOURLY:
-        kind = "MATERIALIZED VIEW" if timescale else "TABLE"
-        schema_editor.execute(f"DROP {kind} IF EXISTS {rollup.table} CASCADE")
-    for statement in rollups.DROP_PORTABLE_BOOKKEEPING + rollups.DROP_SKETCH_FUNCTIONS:
-        schema_editor.execute(statement)
+    portable = is_portable(schema_editor.connection)
+    run_all(schema_editor, (DROP_PORTABLE if portable else DROP_TIMESCALE) + DROP_SKETCH_FUNCTIONS)
 
 
 class Migration(migrations.Migration):

@@ -2,29 +2,28 @@
 
 For Grafana's SQL panels and ad-hoc queries: the same percentile_disc reading of the
 sketch as observability/analytics/sketch.py (a test checks they agree), without the
-clamping to the exact min and max, which SQL users can apply with LEAST/GREATEST.
+clamping to the exact min and max, which SQL users can apply with LEAST/GREATEST. The
+sketch's constants (MIN_MS 0.01, GAMMA 1.018) are frozen here as the migration ran.
 """
 
 from django.db import migrations
 
-from observability.analytics.sketch import GAMMA, MIN_MS
-
-QUANTILE = f"""
+QUANTILE = """
 CREATE FUNCTION apm_sketch_quantile(sketch vector, q double precision) RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path FROM CURRENT AS $$
     WITH counts AS (
         SELECT bucket, n, sum(n) OVER (ORDER BY bucket) AS running, sum(n) OVER () AS total
         FROM unnest(sketch::real[]) WITH ORDINALITY AS c(n, bucket)
     )
-    SELECT CASE WHEN bucket = 1 THEN {MIN_MS}::double precision
-                ELSE 2 * {MIN_MS} * power({GAMMA}::double precision, bucket - 1) / (1 + {GAMMA})
+    SELECT CASE WHEN bucket = 1 THEN 0.01::double precision
+                ELSE 2 * 0.01 * power(1.018::double precision, bucket - 1) / (1 + 1.018)
            END
     FROM counts
     WHERE total > 0 AND running >= greatest(ceil(q * total - 1e-9), 1) - 1e-6
     ORDER BY bucket
     LIMIT 1
 $$
-"""  # noqa: S608 - only constants are formatted in
+"""
 
 
 class Migration(migrations.Migration):

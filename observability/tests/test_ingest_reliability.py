@@ -18,7 +18,7 @@ import httpx
 import psycopg
 import pytest
 
-from observability.tests.servers import Gunicorn, manage, scratch_postgres
+from apm_platform.processes import Gunicorn, manage, scratch_postgres
 
 pytestmark = pytest.mark.slow
 BATCH = 1000

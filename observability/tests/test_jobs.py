@@ -11,11 +11,11 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from apm_platform.processes import BASE_DIR
 from observability.analytics import backend, partitions
 from observability.analytics.rollups import day_floor
 from observability.models import ApiRequest
 from observability.tests.analytics_data import generate
-from observability.tests.servers import BASE_DIR
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +27,7 @@ def project(isolated_project):
 
 @pytest.fixture
 def portable():
-    if backend.current(connection) != backend.POSTGRES:
+    if backend.of(connection) != backend.PORTABLE:
         pytest.skip("portable backend only: TimescaleDB has its own jobs and read-only views")
 
 
@@ -111,7 +111,7 @@ def test_run_jobs_once_prepares_partitions_ahead(portable, settings):
 
 
 def test_on_timescaledb_run_jobs_lists_the_database_jobs():
-    if backend.current(connection) != backend.TIMESCALE:
+    if backend.of(connection) != backend.TIMESCALE:
         pytest.skip("the portable backend's scheduler is tested below")
     out = StringIO()
 

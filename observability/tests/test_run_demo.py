@@ -18,7 +18,7 @@ import pytest
 from django.db import connection
 from psycopg import sql
 
-from observability.tests.servers import free_port
+from apm_platform.processes import free_port
 
 pytestmark = pytest.mark.slow
 BASE_DIR = Path(__file__).resolve().parents[2]

@@ -9,9 +9,9 @@ from django.db import connection
 
 from observability.ai import EmbeddingError, documents
 from observability.ai.backfill import backfill
+from observability.ai.fake_server import FakeGemini
 from observability.ai.gemini import GeminiProvider
 from observability.models import Document, Embedding, EmbeddingCursor, RequestDocument
-from observability.tests.fake_gemini import FakeGemini
 from observability.tests.utils import client_with, make_key
 from observability.tests.utils import make_request as make_recent_request
 
@@ -320,9 +320,9 @@ def test_the_nearest_query_uses_the_hnsw_index(crafted):
 
 
 def test_retention_removes_search_data_with_its_requests(crafted, settings):
-    from observability.analytics import maintenance
+    from observability import jobs
 
-    maintenance.apply_retention(
+    jobs.apply_retention(
         now=datetime.now(UTC) + timedelta(days=settings.APM_RAW_RETENTION_DAYS + 1)
     )
 

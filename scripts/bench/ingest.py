@@ -26,15 +26,12 @@ import httpx
 import orjson
 import psutil
 
-BASE_DIR = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(BASE_DIR))
-
-from observability.tests.servers import (  # noqa: E402
+from apm_platform.processes import (
     Gunicorn,
     manage,
     scratch_postgres,
-    write_report,
 )
+from scripts.bench.report import REPORTS, write_report
 
 BATCH = 1000
 SERVICES = [f"service-{n}" for n in range(10)]
@@ -163,8 +160,9 @@ def orm_baseline(events: list[dict]) -> float:
 
 def serializer_baseline(events: list[dict]) -> float:
     """What a naive ingest view does: DRF serializer validation, then bulk_create."""
-    from observability.models import ApiRequest
     from observability.serializers import ApiRequestSerializer
+
+    from observability.models import ApiRequest
 
     started = time.perf_counter()
     for start in range(0, len(events), BATCH):
@@ -210,7 +208,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--otlp-seconds", type=float, default=15)
     parser.add_argument("--client-threads", type=int, default=4)
-    parser.add_argument("--output", default=str(BASE_DIR / "reports" / "bench" / "ingest.json"))
+    parser.add_argument("--output", default=str(REPORTS / "ingest.json"))
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as scratch, \

@@ -26,15 +26,12 @@ import httpx
 import numpy as np
 import psycopg
 
-BASE_DIR = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(BASE_DIR))
-
-from observability.tests.servers import (  # noqa: E402
+from apm_platform.processes import (
     Gunicorn,
     manage,
     scratch_postgres,
-    write_report,
 )
+from scripts.bench.report import REPORTS, write_report
 
 SERVICES, ENDPOINTS_PER_SERVICE, DAYS = 20, 10, 30
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -142,7 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--output", default=str(BASE_DIR / "reports" / "bench" / "kpi.json"))
+    parser.add_argument("--output", default=str(REPORTS / "kpi.json"))
     args = parser.parse_args()
     os.environ["DJANGO_SETTINGS_MODULE"] = "apm_platform.ci_settings"
 
@@ -157,7 +154,8 @@ def main() -> None:
         django.setup()
         from django.db import connection
 
-        from observability.analytics import maintenance, partitions
+        from observability import jobs
+        from observability.analytics import backend
 
         with psycopg.connect(url, autocommit=True) as conn:
             project_id = conn.execute("SELECT id FROM apm_project WHERE slug = 'bench'").fetchone()[
@@ -169,7 +167,9 @@ def main() -> None:
         start = new_hour - timedelta(days=DAYS)
         hours = DAYS * 24
         traffic = Traffic()
-        partitions.ensure_daily_partitions(connection, start.date(), now.date() + timedelta(days=1))
+        backend.of(connection).prepare_partitions(
+            connection, start.date(), now.date() + timedelta(days=1)
+        )
         print(f"loading {args.rows:,} rows over {DAYS} days...", file=sys.stderr)
         began = time.perf_counter()
         per_hour_rows = args.rows / hours
@@ -179,14 +179,14 @@ def main() -> None:
             conn.execute("VACUUM ANALYZE api_request")
 
         began = time.perf_counter()
-        maintenance.refresh("hour", now=new_hour + timedelta(minutes=5))
-        maintenance.refresh("day", now=new_hour + timedelta(minutes=5))
+        jobs.refresh("hour", now=new_hour + timedelta(minutes=5))
+        jobs.refresh("day", now=new_hour + timedelta(minutes=5))
         initial_refresh_s = time.perf_counter() - began
 
         # One new hour of traffic, then the incremental refresh that picks it up.
         load(url, traffic, project_id, new_hour, 1, int(per_hour_rows))
         began = time.perf_counter()
-        report = maintenance.refresh("hour", now=new_hour + timedelta(hours=1, minutes=5))
+        report = jobs.refresh("hour", now=new_hour + timedelta(hours=1, minutes=5))
         refresh_hour_s = time.perf_counter() - began
         if report.buckets < 1:
             raise RuntimeError(f"the new hour was not refreshed: {report}")

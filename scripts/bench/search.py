@@ -26,16 +26,13 @@ import httpx
 import numpy as np
 import psycopg
 
-BASE_DIR = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(BASE_DIR))
-
-from observability.tests.fake_gemini import FakeGemini  # noqa: E402
-from observability.tests.servers import (  # noqa: E402
+from apm_platform.processes import (
     Gunicorn,
     manage,
     scratch_postgres,
-    write_report,
 )
+from observability.ai.fake_server import FakeGemini
+from scripts.bench.report import REPORTS, write_report
 
 DIM, CLUSTERS, SPREAD = 768, 200, 0.35
 HNSW_INDEX = "apm_embedding_hnsw_768"
@@ -117,7 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--output", default=str(BASE_DIR / "reports" / "bench" / "search.json"))
+    parser.add_argument("--output", default=str(REPORTS / "search.json"))
     args = parser.parse_args()
 
     vectors = Vectors(args.vectors)

@@ -8,7 +8,7 @@ from datetime import UTC
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
 
-from observability.analytics import maintenance
+from observability import jobs
 
 
 class RefreshCommand(BaseCommand):
@@ -23,7 +23,7 @@ class RefreshCommand(BaseCommand):
 
     def handle(self, *args, start=None, end=None, **options):
         began = time.perf_counter()
-        report = maintenance.refresh(self.interval, _parse(start, "--start"), _parse(end, "--end"))
+        report = jobs.refresh(self.interval, _parse(start, "--start"), _parse(end, "--end"))
         self.stdout.write(
             f"{self.label} rollups: {report.buckets} bucket(s) recomputed in "
             f"{time.perf_counter() - began:.2f}s; materialised until {report.watermark or '-'}"

@@ -7,16 +7,16 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-PROBE_SQL = """
+from apm_platform.db_router import REPLAY_LAG
+
+# The replay lag as the router judges it (NULL on a primary), version and extensions.
+PROBE_SQL = f"""
 SELECT pg_is_in_recovery(),
-       CASE WHEN NOT pg_is_in_recovery() THEN NULL
-            WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-            ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)
-       END,
+       CASE WHEN pg_is_in_recovery() THEN {REPLAY_LAG} END,
        current_setting('server_version'),
-       (SELECT coalesce(json_object_agg(extname, extversion), '{}') FROM pg_extension
+       (SELECT coalesce(json_object_agg(extname, extversion), '{{}}') FROM pg_extension
         WHERE extname IN ('timescaledb', 'vector'))
-"""
+"""  # noqa: S608 - constants only
 
 
 class Command(BaseCommand):

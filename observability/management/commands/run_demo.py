@@ -11,7 +11,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from observability.models import ApiKey, ApiRequest, Project
+from apm_platform import gunicorn_conf
+from observability import demo
+from observability.models import ApiRequest, Project
 
 
 class Command(BaseCommand):
@@ -35,7 +37,7 @@ class Command(BaseCommand):
             call_command(
                 "seed_apirequests", count=seed_count, days=seed_days, project="demo", seed=42
             )
-        key = ApiKey.objects.reuse_or_issue(project, "demo", settings.APM_DEMO_KEY_FILE)
+        key = demo.saved_key(project, "demo", settings.APM_DEMO_KEY_FILE)
         self.stdout.write(
             self.style.SUCCESS(
                 f"\nDemo API key (also in {settings.APM_DEMO_KEY_FILE}):\n  {key}\n"
@@ -51,15 +53,7 @@ class Command(BaseCommand):
         shutil.rmtree(metrics_dir, ignore_errors=True)  # stale worker files would skew /metrics
         metrics_dir.mkdir(parents=True)
         command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "python:apm_platform.gunicorn_conf",
-            "--bind",
-            f"{host}:{port}",
-            "--workers",
-            str(workers),
+            *gunicorn_conf.command(f"{host}:{port}", workers),
             "--env",
             f"PROMETHEUS_MULTIPROC_DIR={metrics_dir}",
         ]

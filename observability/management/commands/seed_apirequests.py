@@ -15,9 +15,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
-from observability.analytics import backend, partitions
+from observability import demo
+from observability.analytics import backend
 from observability.ingest.writer import copy_rows, jsonb_value
-from observability.models import ApiKey, ApiRequest, Project, ServiceSettings
+from observability.models import ApiRequest, Project, ServiceSettings
 from observability.seeding import CATALOGUE, TrafficGenerator
 
 
@@ -71,9 +72,10 @@ class Command(BaseCommand):
         end = timezone.now()
         start = end - timedelta(days=days)
         generator = TrafficGenerator(start=start, end=end, services=services, seed=seed)
-        prepare_partitions(start, end)
+        # The daily partitions the data will land in (portable backend).
+        backend.of(connection).prepare_partitions(connection, start.date(), end.date())
         if via == "api":
-            key = options["api_key"] or ApiKey.objects.reuse_or_issue(
+            key = options["api_key"] or demo.saved_key(
                 project_obj, "demo", settings.APM_DEMO_KEY_FILE
             )
             write = functools.partial(
@@ -147,9 +149,3 @@ def post_batch(url: str, key: str, batch: list[dict]) -> None:
         raise CommandError(f"{url} answered {exc.code}: {exc.read()[:500].decode()}") from exc
     except urllib.error.URLError as exc:
         raise CommandError(f"cannot reach {url}: {exc.reason}") from exc
-
-
-def prepare_partitions(start, end) -> None:
-    """Create the daily partitions the data will land in (portable backend only)."""
-    if backend.current(connection) == backend.POSTGRES:
-        partitions.ensure_daily_partitions(connection, start.date(), end.date())

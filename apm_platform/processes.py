@@ -1,4 +1,8 @@
-"""Real processes for tests and benchmarks: scratch PostgreSQL instances, gunicorn."""
+"""Real processes of this project for the tests and benchmarks: scratch PostgreSQL
+instances (migrated), gunicorn with the project's config, manage.py commands.
+
+Neither test nor benchmark code: both import it, and so may scripts.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import orjson
 import psutil
 
+from apm_platform import gunicorn_conf
 from apm_platform.embedded_db import EmbeddedPostgres
 
-BASE_DIR = Path(__file__).resolve().parents[2]
-
-
-def write_report(result: dict, output: Path) -> None:
-    """A benchmark's results: pretty JSON in the report file, one line on stdout (last)."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
-    print(orjson.dumps(result).decode())
+BASE_DIR = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -84,17 +81,7 @@ class Gunicorn:
         self.log_path = metrics_dir.parent / f"gunicorn-{self.port}.log"
         self.log = open(self.log_path, "w+")  # closed in stop()
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "python:apm_platform.gunicorn_conf",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(workers),
-            ],
+            gunicorn_conf.command(f"127.0.0.1:{self.port}", workers),
             cwd=BASE_DIR,
             env=app_env(database_url, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), **env),
             stdout=subprocess.DEVNULL,

@@ -1,4 +1,5 @@
-"""A local HTTP server speaking the Gemini API's batchEmbedContents, for tests.
+"""A local HTTP server speaking the Gemini API's batchEmbedContents: for the tests and the
+search benchmark (and an offline demo of semantic search).
 
 The real google-genai client is pointed at it (GEMINI_BASE_URL). It is the one stand-in
 in the suite: Google's service cannot be reached from here. Its embeddings are, by

@@ -1,7 +1,9 @@
-"""Request guards: one error shape for every API error, and a 503 for a database outage.
+"""One error shape for every API error, and what the domain's refusals answer.
 
 Every error body is `{"code": ..., "detail": ...}`; validation errors add
-`"errors": {"<parameter or field>": ["<reason>", ...]}`.
+`"errors": {"<parameter or field>": ["<reason>", ...]}`. A database outage is a 503 with
+Retry-After; the ingest pipeline's refusals (observability.ingest.errors) get their
+statuses here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from apm_platform.telemetry import DB_ERRORS
+from observability.ingest import errors as ingest_errors
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,42 @@ class DatabaseUnavailable(exceptions.APIException):
     default_code = "database_unavailable"
 
 
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "duplicate"
+    default_detail = "A request with this event_id and time is already stored."
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+    default_detail = "The request body is too large."
+
+
+class UnsupportedEncoding(exceptions.APIException):
+    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    default_code = "unsupported_encoding"
+    default_detail = "Unsupported Content-Encoding: send identity or gzip."
+
+
+def api_error(exc: ingest_errors.IngestRejected) -> exceptions.APIException:
+    """The HTTP answer to a refusal of the ingest pipeline."""
+    match exc:
+        case ingest_errors.PayloadTooLarge():
+            return PayloadTooLarge(exc.detail)
+        case ingest_errors.UnsupportedMediaType():
+            return exceptions.UnsupportedMediaType("", detail=exc.detail)
+        case ingest_errors.UnsupportedEncoding():
+            return UnsupportedEncoding(exc.detail)
+        case ingest_errors.RateLimited():
+            return exceptions.Throttled(wait=exc.wait_s, detail=exc.detail)
+        case ingest_errors.EmptyBatch():
+            return exceptions.ValidationError({"events": [exc.detail]})
+        case ingest_errors.InvalidEvents():
+            return exceptions.ValidationError(exc.errors)
+    return exceptions.ParseError(exc.detail)  # MalformedBody
+
+
 def api_exception_handler(exc, context):
     if isinstance(exc, OperationalError | InterfaceError):
         view = context.get("view")
@@ -50,19 +89,20 @@ def api_exception_handler(exc, context):
         response = _error_response(DatabaseUnavailable())
         response["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
         return response
-    if isinstance(exc, DjangoValidationError):
+    if isinstance(exc, ingest_errors.IngestRejected):
+        exc = api_error(exc)
+    elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         )
-    if isinstance(exc, Http404):
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # an unexpected error: Django's 500 handling logs it
-    body = _error_body(exc)
-    response.data = body
+    response.data = _error_body(exc)
     return response
 
 
