@@ -1,6 +1,7 @@
-"""Routes of the /api/v1/ API."""
+"""Routes under /api/: the v1 API, its OpenAPI schema and Swagger UI."""
 
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from observability.api import analytics, ingest, requests, search
@@ -9,7 +10,7 @@ router = SimpleRouter()
 router.register("requests", requests.ApiRequestViewSet, basename="request")
 router.register("endpoints", requests.EndpointViewSet, basename="endpoint")
 
-urlpatterns = [
+v1 = [
     path("ingest/", ingest.IngestView.as_view(), name="ingest"),
     path("kpis/", analytics.KpisView.as_view(), name="kpis"),
     path("kpis/timeseries/", analytics.TimeseriesView.as_view(), name="kpis-timeseries"),
@@ -23,3 +24,12 @@ urlpatterns = [
     ),
     *router.urls,
 ]
+
+urlpatterns = [
+    path("v1/", include(v1)),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+]
+
+# The OTLP/HTTP receiver lives at the path the OTLP specification gives (/v1/traces).
+otlp = [path("v1/traces", ingest.OtlpTracesView.as_view(), name="otlp-traces")]

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from observability.analytics import backend, partitions
+from observability.analytics import backend, partitions, rollups
 from observability.checks import analytics_backend_check
 from observability.models import ApiRequest
 from observability.tests.utils import make_request
@@ -149,3 +149,24 @@ def test_choose_explains_a_timescale_request_the_server_cannot_honour(settings):
 
     assert choice.name is None
     assert why in choice.reason
+
+
+def test_every_rollup_has_the_columns_the_code_reads_and_writes():
+    """The migrations' DDL is frozen; this is where it must still match the live code
+    (rollups.MEASURES, the grains, sketch.BUCKETS). The sketch functions are compared
+    with sketch.py in test_sketch.py."""
+    timescale = backend.of(connection) == backend.TIMESCALE
+    for rollup in rollups.ALL:
+        found = dict(
+            fetch(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                [rollup.table],
+            )
+        )
+        expected = rollup.expected_columns()
+        if timescale:
+            # A continuous aggregate's sketch is the function's result: sparsevec without
+            # the dimension the portable table declares.
+            expected[rollups.SKETCH_COLUMN] = "sparsevec"
+        assert found == expected, rollup.table
