@@ -118,7 +118,7 @@ for _index, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
 DATABASE_ROUTERS = ["apm_platform.db_router.PrimaryReplicaRouter"]
 # Models whose reads the router may send to a replica (the KPI and search queries choose
 # their database with db_router.read_alias()). Everything else reads the primary.
-DATABASE_REPLICA_READ_MODELS = ["observability.ApiRequest", "observability.Endpoint"]
+DATABASE_REPLICA_READ_MODELS = ["observability.ApiRequest", "observability.DimensionValue"]
 # Seconds a client reads from the primary after it wrote (read-after-write).
 READ_AFTER_WRITE_TTL = env_float("READ_AFTER_WRITE_TTL", 5.0)
 # A replica whose replay lag exceeds this many seconds is skipped.
@@ -168,6 +168,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apm_platform.telemetry.RequestTelemetryMiddleware",
+    # Before anything reads a body: chunked bodies are read whole here.
+    "apm_platform.chunked.ChunkedBodyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -267,7 +269,13 @@ APM_ROLLUP_GRACE_S = env_int("APM_ROLLUP_GRACE_S", 120, minimum=0)
 APM_PARTITIONS_AHEAD_DAYS = env_int("APM_PARTITIONS_AHEAD_DAYS", 3, minimum=1)
 APM_INGEST_MAX_EVENTS = env_int("APM_INGEST_MAX_EVENTS", 10_000, minimum=1)
 APM_INGEST_MAX_BYTES = env_int("APM_INGEST_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
+# Cardinality caps: distinct values ingest admits; further ones are stored as "{overflow}".
+# Endpoints per service; services and environments per project.
 APM_ENDPOINT_CARDINALITY_CAP = env_int("APM_ENDPOINT_CARDINALITY_CAP", 1000, minimum=1)
+APM_SERVICE_CARDINALITY_CAP = env_int("APM_SERVICE_CARDINALITY_CAP", 200, minimum=1)
+APM_ENVIRONMENT_CARDINALITY_CAP = env_int("APM_ENVIRONMENT_CARDINALITY_CAP", 20, minimum=1)
+# How long an ingest request's Idempotency-Key is remembered.
+APM_IDEMPOTENCY_TTL_HOURS = env_int("APM_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
 # Per API key: sustained events per second (0: no limit) and the burst allowed above it.
 APM_INGEST_RATE_LIMIT = env_int("APM_INGEST_RATE_LIMIT", 100_000, minimum=0)
 APM_INGEST_RATE_BURST = env_int("APM_INGEST_RATE_BURST", 200_000, minimum=1)

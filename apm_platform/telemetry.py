@@ -24,6 +24,7 @@ from prometheus_client import (
 )
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
+from apm_platform.http import standard_method
 from apm_platform.jsonlog import request_id_var
 
 access_logger = logging.getLogger("apm.access")
@@ -74,8 +75,10 @@ class RequestTelemetryMiddleware:
     @staticmethod
     def _record(request: HttpRequest, status: int, duration: float) -> None:
         view = _view_name(request)
-        HTTP_REQUESTS.labels(view, request.method, str(status)).inc()
-        HTTP_LATENCY.labels(view, request.method).observe(duration)
+        # Any client can send any method: only the standard ones become label values.
+        method = standard_method(request.method)
+        HTTP_REQUESTS.labels(view, method, str(status)).inc()
+        HTTP_LATENCY.labels(view, method).observe(duration)
         access_logger.info(
             "request",
             extra={

@@ -21,6 +21,7 @@ from observability.ai.backfill import backfill
 from observability.analytics import backend, retention
 from observability.analytics.refresh import RefreshReport
 from observability.analytics.retention import RetentionReport
+from observability.ingest import idempotency
 
 # Requests one embedding round processes at most (the next round continues).
 EMBEDDING_ROUND = 5000
@@ -71,6 +72,10 @@ def prepare_partitions(
     return backend.of(connection).prepare_partitions(connection, today, ahead)
 
 
+def expire_idempotency_keys() -> int:
+    return idempotency.expire()
+
+
 def embed_new_requests():
     return backfill(ai.get_provider(), limit=EMBEDDING_ROUND)
 
@@ -91,6 +96,7 @@ JOBS = (
     Job("partitions", 3600, prepare_partitions, timescale_policy=True),
     Job("retention", 3600, apply_retention, timescale_policy=True),
     Job("search_retention", 3600, apply_search_retention),
+    Job("idempotency_keys", 3600, expire_idempotency_keys),
 )
 
 

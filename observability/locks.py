@@ -14,7 +14,7 @@ class Lock(enum.IntEnum):
     # Values are arbitrary but fixed: processes of different versions must agree on them.
     ROLLUP_REFRESH = 0x61706D72  # "apmr": one refresher of the portable rollups at a time
     PARTITIONS = 0x61706D70  # "apmp": one creator of daily partitions at a time
-    ENDPOINT_ADMISSION = 0x61706D65  # "apme", per project and service: the endpoint cap
+    DIMENSION_ADMISSION = 0x61706D65  # "apme", per project, dimension and scope: the caps
 
 
 def xact_lock(cursor, lock: Lock, scope: str | None = None) -> None:

@@ -155,13 +155,14 @@ class ApiRequest(models.Model):
 
     The table is created by migration 0001 with hand-written DDL: partitioned by day on
     `time` (portable backend) or a TimescaleDB hypertable (migration 0002). Its key is
-    (event_id, time): the client's idempotency key, and it must contain `time` because
-    every unique index of a partitioned table or hypertable contains the partition key.
-    There is no surrogate id: it would cost a sequence and a third index on every
-    ingested row, and `event_id` already identifies a request.
+    (project_id, event_id, time) (migration 0010): the client's idempotency key within
+    its project, so that one tenant's ids never collide with another's; it must contain
+    `time` because every unique index of a partitioned table or hypertable contains the
+    partition key. There is no surrogate id: it would cost a sequence and a third index
+    on every ingested row, and `event_id` already identifies a request in its project.
     """
 
-    pk = models.CompositePrimaryKey("event_id", "time")
+    pk = models.CompositePrimaryKey("project_id", "event_id", "time")
     event_id = models.UUIDField(default=uuid.uuid4)
     time = models.DateTimeField()
     # No database-level foreign key: a per-row FK check would slow bulk ingest, and the
@@ -206,28 +207,60 @@ class ApiRequest(models.Model):
         return f"{self.status_code // 100}xx"
 
 
-class Endpoint(models.Model):
-    """A (service, endpoint) pair seen by ingest. At most APM_ENDPOINT_CARDINALITY_CAP per
-    service are admitted; events for any further endpoint are stored under the overflow
-    endpoint, so a client sending raw ids cannot explode the rollups."""
+class Dimension(models.TextChoices):
+    """The dimensions a client controls, each capped (settings APM_*_CARDINALITY_CAP)."""
+
+    SERVICE = "service"
+    ENVIRONMENT = "environment"
+    ENDPOINT = "endpoint"
+
+
+class DimensionValue(models.Model):
+    """A value of a dimension that ingest admitted under its cap: per project for services
+    and environments, per service (`scope`) for endpoints. Events with further values are
+    stored under the overflow value, so a client sending raw ids or made-up names cannot
+    explode the rollups."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
-    service = models.CharField(max_length=128)
-    endpoint = models.CharField(max_length=512)
+    dimension = models.CharField(max_length=16, choices=Dimension.choices)
+    scope = models.CharField(max_length=128, blank=True, default="")  # the service of an endpoint
+    value = models.CharField(max_length=512)
     first_seen = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        db_table = "apm_endpoint"
-        ordering = ["service", "endpoint"]
+        db_table = "apm_dimension_value"
+        ordering = ["dimension", "scope", "value"]
         constraints = [
-            # Admission reads all endpoints of one service; the endpoint list filters by service.
+            # Admission reads the values of one (project, dimension, scope); the endpoint
+            # list reads a project's endpoints by service.
             models.UniqueConstraint(
-                fields=["project", "service", "endpoint"], name="apm_endpoint_uniq"
+                fields=["project", "dimension", "scope", "value"], name="apm_dimension_value_uniq"
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.service} {self.endpoint}"
+        return f"{self.dimension} {self.scope}/{self.value}" if self.scope else self.value
+
+
+class Overflow(models.Model):
+    """How many events went to a dimension's overflow value, per project and scope."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    dimension = models.CharField(max_length=16, choices=Dimension.choices)
+    scope = models.CharField(max_length=128, blank=True, default="")
+    events = models.BigIntegerField(default=0)
+    last_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "apm_overflow"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "dimension", "scope"], name="apm_overflow_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dimension} {self.scope}: {self.events} overflowed"
 
 
 class IngestBucket(models.Model):
@@ -318,7 +351,7 @@ class Embedding(models.Model):
 class RequestDocument(models.Model):
     """Which document a request reads as; keyed like the request it belongs to."""
 
-    pk = models.CompositePrimaryKey("event_id", "time")
+    pk = models.CompositePrimaryKey("project_id", "event_id", "time")
     event_id = models.UUIDField()
     time = models.DateTimeField()
     # No index of its own: searches find rows by (doc_hash, project), retention by time.
@@ -355,3 +388,30 @@ class EmbeddingCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} at {self.time}"
+
+
+class IdempotencyKey(models.Model):
+    """An ingest request sent with an `Idempotency-Key` header, and what it stored.
+
+    A retry with the same key and body is answered with `result` and stores nothing; the
+    same key with another body is refused. `result` is None while the first request is
+    still being processed. Kept APM_IDEMPOTENCY_TTL_HOURS (the jobs delete older keys).
+    """
+
+    pk = models.CompositePrimaryKey("project_id", "key")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    # SHA-256 of the door and the (decompressed) body: "the same request".
+    fingerprint = models.CharField(max_length=64)
+    result = models.JSONField(null=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "apm_idempotency_key"
+        indexes = [
+            # Expiry deletes by age.
+            models.Index(fields=["created_at"], name="apm_idempotency_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}/{self.key}"

@@ -62,7 +62,7 @@ INSERT INTO apm_request_document (event_id, time, project_id, service, doc_hash)
 SELECT e, t, %(project)s, s, h
 FROM unnest(%(event_ids)s::uuid[], %(times)s::timestamptz[], %(services)s::text[],
             %(hashes)s::text[]) AS r(e, t, s, h)
-ON CONFLICT (event_id, time) DO NOTHING
+ON CONFLICT (project_id, event_id, time) DO NOTHING
 """
 
 

@@ -118,7 +118,7 @@ def requests_of(connection: BaseDatabaseWrapper, project_id: int, hits: list[Hit
     # The time bounds let PostgreSQL skip every daily partition the hits are not in.
     rows = ApiRequest.objects.using(connection.alias).filter(
         project_id=project_id, time__gte=min(times), time__lte=max(times),
-        pk__in=[(hit[0], hit[1]) for hit in hits],
+        pk__in=[(project_id, hit[0], hit[1]) for hit in hits],
     )  # fmt: skip
     by_key = {(row.event_id, row.time): row for row in rows}
     found = []

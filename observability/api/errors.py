@@ -20,6 +20,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from apm_platform.telemetry import DB_ERRORS
 from observability.ingest import errors as ingest_errors
+from observability.ingest import idempotency
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,16 @@ class Conflict(exceptions.APIException):
     default_detail = "A request with this event_id and time is already stored."
 
 
+class IdempotencyKeyInUse(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "idempotency_key_in_use"
+
+
+class IdempotencyKeyReused(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "idempotency_key_reused"
+
+
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "too_large"
@@ -78,6 +89,10 @@ def api_error(exc: ingest_errors.IngestRejected) -> exceptions.APIException:
             return exceptions.ValidationError({"events": [exc.detail]})
         case ingest_errors.InvalidEvents():
             return exceptions.ValidationError(exc.errors)
+        case idempotency.KeyInUse():
+            return IdempotencyKeyInUse(exc.detail)
+        case idempotency.KeyReused():
+            return IdempotencyKeyReused(exc.detail)
     return exceptions.ParseError(exc.detail)  # MalformedBody
 
 

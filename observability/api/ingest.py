@@ -13,9 +13,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from observability.api.errors import ErrorSerializer
+from observability.api.requests import EventSerializer
 from observability.api.schema import ERROR_RESPONSES
 from observability.ingest import otlp, pipeline
 from observability.models import ApiKey
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER,
+    description="Retry safely: a request with the key and body of an earlier one (within "
+    "APM_IDEMPOTENCY_TTL_HOURS) is answered with the earlier result and stores nothing.",
+)  # fmt: skip
+IN_USE = "The first request with this Idempotency-Key is still being processed."
+REUSED = "This Idempotency-Key was used for a request with another body."
 
 
 class IngestResultSerializer(serializers.Serializer):
@@ -42,14 +51,17 @@ class IngestView(APIView):
 
     @extend_schema(
         summary="Ingest a batch of request events",
-        request={"application/json": OpenApiTypes.OBJECT},
+        request={"application/json": EventSerializer(many=True)},
         parameters=[
             OpenApiParameter("strict", OpenApiTypes.BOOL, description="Default true."),
+            IDEMPOTENCY_KEY,
         ],
         responses={
             200: IngestResultSerializer,
+            409: OpenApiResponse(ErrorSerializer, description=IN_USE),
             413: OpenApiResponse(ErrorSerializer, description="Too many events or bytes."),
             415: OpenApiResponse(ErrorSerializer, description="Not JSON, or unknown encoding."),
+            422: OpenApiResponse(ErrorSerializer, description=REUSED),
             429: OpenApiResponse(ErrorSerializer, description="Rate limit; see Retry-After."),
             **ERROR_RESPONSES,
         },
@@ -85,6 +97,7 @@ class OtlpTracesView(APIView):
     @extend_schema(
         summary="OTLP/HTTP trace export",
         request={otlp.PROTOBUF: OpenApiTypes.BINARY, otlp.JSON: OpenApiTypes.OBJECT},
+        parameters=[IDEMPOTENCY_KEY],
         responses={
             (200, otlp.PROTOBUF): OpenApiResponse(
                 OpenApiTypes.BINARY, description="ExportTraceServiceResponse"

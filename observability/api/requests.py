@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
-import math
-import re
 import uuid
-from datetime import timedelta
 
-import orjson
-import psycopg
-from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.utils import timezone
+import django_filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import exceptions, mixins, serializers, viewsets
+from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.filters import OrderingFilter
 from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
 
 from observability.api.errors import Conflict, ErrorSerializer
 from observability.api.params import RequestFilter
 from observability.api.schema import ERROR_RESPONSES
-from observability.ingest import endpoints
-from observability.ingest.thresholds import apdex_thresholds
-from observability.models import ApiRequest, Endpoint
-
-HEX32 = re.compile(r"^[0-9a-f]{32}$")
-HEX16 = re.compile(r"^[0-9a-f]{16}$")
-METHOD = re.compile(r"^[A-Z]{1,16}$")
-MAX_LATENCY_MS = 86_400_000
-MAX_ERROR_MESSAGE_BYTES = 4096
-MAX_ATTRIBUTES_BYTES = 8192
-MAX_FUTURE = timedelta(minutes=5)
+from observability.ingest import cardinality, events, pipeline
+from observability.models import ApiRequest, Dimension, DimensionValue
 
 
 class ApiRequestSerializer(serializers.ModelSerializer):
+    """A stored request record, as the API answers it."""
+
     status_class = serializers.CharField(read_only=True)
 
     class Meta:
@@ -56,66 +43,61 @@ class ApiRequestSerializer(serializers.ModelSerializer):
             "response_bytes",
             "attributes",
         ]
-        # No pre-insert uniqueness query: the database's (event_id, time) constraint
-        # decides, and the view turns a violation into 409.
-        validators = []
-        extra_kwargs = {
-            "event_id": {"required": False, "help_text": "Unique event id; generated when absent."},
-            "request_bytes": {"min_value": 0},
-            "response_bytes": {"min_value": 0},
-        }
 
-    def validate_time(self, value):
-        now = timezone.now()
-        if value > now + MAX_FUTURE:
-            raise serializers.ValidationError("Is more than 5 minutes in the future.")
-        if value < now - timedelta(days=settings.APM_RAW_RETENTION_DAYS):
-            raise serializers.ValidationError(
-                f"Is older than the raw retention ({settings.APM_RAW_RETENTION_DAYS} days)."
-            )
-        return value
 
-    def validate_method(self, value: str) -> str:
-        value = value.upper()
-        if not METHOD.match(value):
-            raise serializers.ValidationError("Must be an HTTP method such as GET or POST.")
-        return value
+class EventSerializer(serializers.Serializer):
+    """An event as ingest accepts it (the request body of ingest and of the single create;
+    for the schema: the ingest pipeline validates, with the same rules)."""
 
-    def validate_latency_ms(self, value: float) -> float:
-        if not math.isfinite(value) or not 0 <= value <= MAX_LATENCY_MS:
-            raise serializers.ValidationError(
-                f"Must be a finite number from 0 to {MAX_LATENCY_MS}."
-            )
-        return value
-
-    def validate_trace_id(self, value: str) -> str:
-        if value and not HEX32.match(value.lower()):
-            raise serializers.ValidationError("Must be 32 hexadecimal characters.")
-        return value.lower()
-
-    def validate_span_id(self, value: str) -> str:
-        if value and not HEX16.match(value.lower()):
-            raise serializers.ValidationError("Must be 16 hexadecimal characters.")
-        return value.lower()
-
-    def validate_error_message(self, value: str) -> str:
-        if len(value.encode()) > MAX_ERROR_MESSAGE_BYTES:
-            raise serializers.ValidationError(f"Must be at most {MAX_ERROR_MESSAGE_BYTES} bytes.")
-        return value
-
-    def validate_attributes(self, value):
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Must be a JSON object.")
-        if len(orjson.dumps(value)) > MAX_ATTRIBUTES_BYTES:
-            raise serializers.ValidationError(
-                f"Must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON."
-            )
-        return value
+    time = serializers.CharField(
+        help_text="RFC 3339 date-time (UTC if no offset), or epoch milliseconds; within the "
+        "raw retention and at most 5 minutes ahead."
+    )
+    service = serializers.CharField(min_length=1, max_length=128)
+    endpoint = serializers.CharField(
+        required=False, min_length=1, max_length=events.MAX_ENDPOINT_CHARS,
+        help_text="Route template, e.g. /users/{id}. Either endpoint or path.",
+    )  # fmt: skip
+    path = serializers.CharField(
+        required=False, min_length=1, max_length=2048,
+        help_text="Raw path, normalised to a route (/users/42 -> /users/{id}).",
+    )  # fmt: skip
+    method = serializers.RegexField(
+        r"^([A-Za-z]{1,16}|_OTHER)$",
+        help_text="HTTP method, any case. Methods other than the standard ones are stored "
+        f"as _OTHER, the original kept in attributes.{events.ORIGINAL_METHOD_KEY}.",
+    )
+    status_code = serializers.IntegerField(min_value=100, max_value=599)
+    latency_ms = serializers.FloatField(min_value=0, max_value=events.MAX_LATENCY_MS)
+    event_id = serializers.UUIDField(
+        required=False, help_text="Idempotency key within the project (with time)."
+    )
+    trace_id = serializers.RegexField(r"^[0-9a-fA-F]{32}$", required=False)
+    span_id = serializers.RegexField(r"^[0-9a-fA-F]{16}$", required=False)
+    environment = serializers.CharField(required=False, max_length=64)
+    host = serializers.CharField(required=False, max_length=255)
+    error_message = serializers.CharField(
+        required=False, help_text=f"At most {events.MAX_ERROR_MESSAGE_BYTES} bytes of UTF-8."
+    )
+    request_bytes = serializers.IntegerField(
+        required=False, min_value=0, max_value=events.MAX_BIGINT
+    )
+    response_bytes = serializers.IntegerField(
+        required=False, min_value=0, max_value=events.MAX_BIGINT
+    )
+    attributes = serializers.DictField(
+        required=False,
+        help_text=f"A JSON object: at most {events.MAX_ATTRIBUTES_BYTES} bytes, "
+        f"{events.MAX_ATTRIBUTES} keys, {events.MAX_ATTRIBUTE_DEPTH} levels of nesting.",
+    )
 
 
 class EndpointSerializer(serializers.ModelSerializer):
+    service = serializers.CharField(source="scope")
+    endpoint = serializers.CharField(source="value")
+
     class Meta:
-        model = Endpoint
+        model = DimensionValue
         fields = ["service", "endpoint", "first_seen"]
 
 
@@ -173,6 +155,9 @@ class ProjectScopedMixin:
     ),
     create=extend_schema(
         summary="Store one request",
+        description="The same pipeline and rules as batch ingest (path normalisation, "
+        "cardinality caps), for one record; 409 if this project has its event_id + time.",
+        request=EventSerializer,
         responses={201: ApiRequestSerializer, 409: ErrorSerializer, **ERROR_RESPONSES},
     ),
     destroy=extend_schema(
@@ -199,8 +184,8 @@ class ApiRequestViewSet(
     lookup_value_regex = r"[0-9a-fA-F-]{32,36}"
 
     def get_object(self):
-        # (event_id, time) is the key; a client that reused an event_id at another time
-        # has several rows: the newest one answers (never a 500 for MultipleObjects).
+        # (project, event_id, time) is the key; a client that reused an event_id at another
+        # time has several rows: the newest one answers (never a 500 for MultipleObjects).
         try:
             event_id = uuid.UUID(self.kwargs["event_id"])
         except ValueError as exc:
@@ -210,24 +195,28 @@ class ApiRequestViewSet(
             raise exceptions.NotFound()
         return row
 
-    def perform_create(self, serializer):
-        project_id = self.request.auth.project_id
-        service = serializer.validated_data["service"]
-        threshold = apdex_thresholds(project_id, {service})[service]
-        try:
-            with transaction.atomic():
-                serializer.save(project_id=project_id, apdex_t_ms=threshold)
-        except IntegrityError as exc:
-            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
-                raise Conflict() from exc
-            raise
+    def create(self, request, *args, **kwargs):
+        result = pipeline.ingest(request._request, pipeline.RECORD, request.auth, strict=True)
+        if result.duplicates:
+            raise Conflict()
+        (row,) = result.rows
+        record = self.get_queryset().get(pk=(row.project_id, row.event_id, row.time))
+        return Response(self.get_serializer(record).data, status=status.HTTP_201_CREATED)
 
 
 class EndpointPagination(CursorPagination):
-    ordering = ("service", "endpoint")
+    ordering = ("scope", "value")
     page_size = 200
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+
+class EndpointFilter(django_filters.FilterSet):
+    service = django_filters.CharFilter(field_name="scope")
+
+    class Meta:
+        model = DimensionValue
+        fields: list[str] = []
 
 
 @extend_schema_view(
@@ -236,14 +225,14 @@ class EndpointPagination(CursorPagination):
         description=(
             "The endpoints ingest has admitted, by service. At most "
             "APM_ENDPOINT_CARDINALITY_CAP per service; events for further endpoints are "
-            f"stored under `{endpoints.OVERFLOW_ENDPOINT}`."
+            f"stored under `{cardinality.OVERFLOW}`."
         ),
         parameters=[OpenApiParameter("service", str, description="Only this service.")],
         responses={200: EndpointSerializer(many=True), **ERROR_RESPONSES},
     )
 )
 class EndpointViewSet(ProjectScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
-    queryset = Endpoint.objects.all()
+    queryset = DimensionValue.objects.filter(dimension=Dimension.ENDPOINT)
     serializer_class = EndpointSerializer
     pagination_class = EndpointPagination
-    filterset_fields = ["service"]
+    filterset_class = EndpointFilter

@@ -34,14 +34,21 @@ def read_body(request: HttpRequest, max_bytes: int, content_types: tuple[str, ..
 
 
 def _gunzip(raw: bytes, max_bytes: int) -> bytes:
-    decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        # Never inflate more than the cap: a small gzip bomb cannot use up memory.
-        data = decompressor.decompress(raw, max_bytes + 1)
-    except zlib.error as exc:
-        raise MalformedBody(f"Invalid gzip body: {exc}") from exc
-    if len(data) > max_bytes or decompressor.unconsumed_tail:
-        raise PayloadTooLarge(f"The decompressed body exceeds {max_bytes} bytes.")
-    if not decompressor.eof:
-        raise MalformedBody("Invalid gzip body: truncated.")
-    return data
+    """Every member of a gzip body (RFC 1952 allows several, one after the other)."""
+    parts: list[bytes] = []
+    size, rest = 0, raw
+    while rest:
+        decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            # Never inflate more than the cap: a small gzip bomb cannot use up memory.
+            data = decompressor.decompress(rest, max_bytes + 1 - size)
+        except zlib.error as exc:
+            raise MalformedBody(f"Invalid gzip body: {exc}") from exc
+        size += len(data)
+        if size > max_bytes or decompressor.unconsumed_tail:
+            raise PayloadTooLarge(f"The decompressed body exceeds {max_bytes} bytes.")
+        if not decompressor.eof:
+            raise MalformedBody("Invalid gzip body: truncated.")
+        parts.append(data)
+        rest = decompressor.unused_data
+    return b"".join(parts)

@@ -1,8 +1,9 @@
 """The ingest event: its JSON schema, its validation, and the row it becomes.
 
 Hot path: msgspec decodes and type-checks each event straight from the request bytes
-(no per-event DRF serializer); the few rules a schema cannot say (time window, byte
-sizes, NUL characters) are checked in `to_row`. Every rejection names its field.
+(no per-event DRF serializer); the rules a schema cannot say (time window, byte sizes,
+NUL characters, the attributes' shape) are checked in `to_row`. Whatever passes is
+storable: every field fits its column. Every rejection names its field.
 """
 
 from __future__ import annotations
@@ -10,41 +11,77 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import msgspec
 
+from apm_platform.http import OTHER_METHOD, standard_method
+from observability.ingest import jsonsplit
 from observability.ingest.errors import MalformedBody
 from observability.ingest.routes import normalize_path
 from observability.ingest.writer import jsonb_value
 
 MAX_LATENCY_MS = 86_400_000
 MAX_ERROR_MESSAGE_BYTES = 4096
+MAX_ENDPOINT_CHARS = 512
 MAX_ATTRIBUTES_BYTES = 8192
+MAX_ATTRIBUTES = 128  # keys, all levels together
+MAX_ATTRIBUTE_DEPTH = 8  # levels of objects and arrays below the attributes object
+MAX_BIGINT = 2**63 - 1
 MAX_FUTURE = timedelta(minutes=5)
+# Where a folded method's original is kept (OpenTelemetry's semantic conventions).
+ORIGINAL_METHOD_KEY = "http.request.method_original"
 
 Text = Annotated[str, msgspec.Meta(max_length=255)]
+Endpoint = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ENDPOINT_CHARS)]
+ByteCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_BIGINT)]
+# \Z, not $: `$` also matches before a trailing newline.
+Method = Annotated[str, msgspec.Meta(pattern=r"^(?:[A-Za-z]{1,16}|_OTHER)\Z")]
+TraceId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{32}\Z")]
+SpanId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{16}\Z")]
 
 
 class Event(msgspec.Struct, kw_only=True):
     # RFC 3339 string, or epoch milliseconds.
     time: datetime | int | float
     service: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    endpoint: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
+    endpoint: Endpoint | None = None
     path: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)] | None = None
-    method: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{1,16}$")]
+    method: Method
     status_code: Annotated[int, msgspec.Meta(ge=100, le=599)]
     latency_ms: Annotated[float, msgspec.Meta(ge=0, le=MAX_LATENCY_MS)]
     event_id: uuid.UUID | None = None
-    trace_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{32}$")] | None = None
-    span_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{16}$")] | None = None
+    trace_id: TraceId | None = None
+    span_id: SpanId | None = None
     environment: Annotated[str, msgspec.Meta(max_length=64)] = ""
     host: Text = ""
     error_message: str = ""
-    request_bytes: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    response_bytes: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    # Kept as raw JSON text: checked to be an object and stored as-is, never re-encoded.
+    request_bytes: ByteCount | None = None
+    response_bytes: ByteCount | None = None
+    # Kept as raw JSON text: checked, and stored as sent unless the method is folded.
     attributes: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+class Row(NamedTuple):
+    """One `api_request` row, in the column order of the writer's COPY."""
+
+    time: datetime
+    project_id: int
+    service: str
+    endpoint: str
+    method: str
+    status_code: int
+    latency_ms: float
+    event_id: uuid.UUID
+    trace_id: str
+    span_id: str
+    environment: str
+    host: str
+    error_message: str
+    request_bytes: int | None
+    response_bytes: int | None
+    attributes: bytes  # jsonb in its binary wire form (writer.jsonb_value)
+    apdex_t_ms: float | None = None  # the service's Apdex T, added by the pipeline
 
 
 class Envelope(msgspec.Struct):
@@ -61,12 +98,14 @@ _decode_event = msgspec.json.Decoder(Event).decode
 
 
 class EventError(ValueError):
-    """One event is invalid: `field` names what is wrong (or is "" for the whole event)."""
+    """One event is invalid: `field` names what is wrong (or is "" for the whole event);
+    `fields` has every (field, reason) found, when there are several."""
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, more: dict[str, str] | None = None):
         super().__init__(message)
         self.field = field
         self.message = message
+        self.fields = {field: message, **(more or {})}
 
 
 @dataclass(frozen=True)
@@ -89,9 +128,16 @@ class Decoded:
     skipped: int = 0  # OTLP: spans that are not requests served (not SERVER spans)
 
 
-def decode_rest(body: bytes, content_type: str) -> Decoded:
+def decode_rest(body: bytes, content_type: str, project_id: int) -> Decoded:
     """The REST batch door: a JSON array of events or {"events": [...]}."""
     return Decoded(list(enumerate(decode_batch(body))))
+
+
+def decode_record(body: bytes, content_type: str, project_id: int) -> Decoded:
+    """The single-record door: one event as a JSON object."""
+    if body.lstrip()[:1] != b"{":
+        raise MalformedBody("Expected a JSON object: one request record.")
+    return Decoded([(0, _decode_or_error(body))])
 
 
 def decode_batch(body: bytes) -> list[Event | EventError]:
@@ -102,19 +148,28 @@ def decode_batch(body: bytes) -> list[Event | EventError]:
     """
     try:
         parsed = _decode_valid_batch(body)
-    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
-        return [_decode_or_error(raw) for raw in split_body(body)]
+    except (
+        msgspec.ValidationError,
+        msgspec.DecodeError,
+        UnicodeDecodeError,
+        RecursionError,
+    ) as exc:
+        events = split_body(body)
+        try:
+            return [_decode_or_error(raw) for raw in events]
+        except MalformedBody as syntax:  # in one event: the document is malformed
+            raise MalformedBody(f"Malformed JSON: {exc}") from syntax
     return parsed.events if isinstance(parsed, EventsEnvelope) else parsed
 
 
-def _decode_or_error(raw: msgspec.Raw) -> Event | EventError:
+def _decode_or_error(raw: bytes) -> Event | EventError:
     try:
         return decode_event(raw)
     except EventError as error:
         return error
 
 
-def split_body(body: bytes) -> list[msgspec.Raw]:
+def split_body(body: bytes) -> list[bytes]:
     """The raw JSON of each event: the body is an array of events or {"events": [...]}."""
     try:
         parsed = _decode_body(body)
@@ -122,43 +177,92 @@ def split_body(body: bytes) -> list[msgspec.Raw]:
         raise MalformedBody(
             f'Expected a JSON array of events or {{"events": [...]}}: {exc}'
         ) from exc
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise MalformedBody(f"Malformed JSON: {exc}") from exc
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        return _split_without_decoding(body, exc)
     return parsed.events if isinstance(parsed, Envelope) else parsed
 
 
-def decode_event(raw: msgspec.Raw | bytes) -> Event:
+def _split_without_decoding(body: bytes, error: Exception) -> list[bytes]:
+    """A body the decoder refused: split it into events by its structure alone. If the
+    fault lies in one value (a bad escape, a value too deep), only that event is
+    invalid; a fault of the document's syntax makes the whole body malformed."""
+    try:
+        top = jsonsplit.members(body)
+        if body.lstrip()[:1] == b"{":
+            top = jsonsplit.members(dict(top).get(b'"events"', b""))
+    except jsonsplit.NotSplittable as exc:
+        raise MalformedBody(f"Malformed JSON: {error}") from exc
+    return [value for _, value in top]
+
+
+def decode_event(raw: bytes) -> Event:
+    """One event; raises EventError naming its field, MalformedBody for bad syntax."""
     try:
         return _decode_event(raw)
     except msgspec.ValidationError as exc:
-        raise EventError(*field_and_reason(exc)) from exc
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # cannot happen after split_body
-        raise EventError("", f"Malformed JSON: {exc}") from exc
+        field, reason = field_and_reason(exc)
+        if reason == REQUIRED:
+            raise _missing_fields(raw) from exc
+        raise EventError(field, reason) from exc
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise _malformed_field(raw, exc) from exc
 
 
-def to_row(event: Event, project_id: int, window: TimeWindow) -> tuple:
-    """The `api_request` row for a decoded event, in the COLUMNS order of ingest.writer
-    but for the last column, the service's Apdex threshold (added by the pipeline)."""
+REQUIRED = "This field is required."
+REQUIRED_FIELDS = ("time", "service", "method", "status_code", "latency_ms")
+
+
+def _missing_fields(raw: bytes) -> EventError:
+    """Every required field the event lacks (msgspec stops at the first)."""
+    present = set(msgspec.json.decode(raw, type=dict[str, msgspec.Raw]))
+    missing = [name for name in REQUIRED_FIELDS if name not in present]
+    if not present & {"endpoint", "path"}:
+        missing.append("endpoint")
+    return EventError(missing[0], REQUIRED, dict.fromkeys(missing[1:], REQUIRED))
+
+
+def _malformed_field(raw: bytes, error: Exception) -> EventError | MalformedBody:
+    """The first field whose value cannot be decoded, found by decoding each one alone;
+    MalformedBody if no value is at fault (the JSON's syntax is)."""
+    try:
+        fields = jsonsplit.members(raw)
+    except jsonsplit.NotSplittable:
+        return MalformedBody(f"Malformed JSON: {error}")
+    for key, value in fields:
+        if isinstance(key, int):
+            break  # an array, not an event object: the syntax is at fault
+        try:
+            name = msgspec.json.decode(key, type=str)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            return EventError("", "A field name cannot be decoded.")
+        try:
+            msgspec.json.decode(value)
+        except RecursionError:
+            return EventError(name, "Is nested too deeply.")
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+            return EventError(name, f"Is not storable JSON: {exc}")
+    return MalformedBody(f"Malformed JSON: {error}")
+
+
+def to_row(event: Event, project_id: int, window: TimeWindow) -> Row:
+    """The `api_request` row for a decoded event (its Apdex T is added by the pipeline)."""
     moment = _event_time(event.time, window)
     endpoint = _endpoint(event)
-    attributes = bytes(event.attributes)
-    if not attributes.lstrip().startswith(b"{"):
-        raise EventError("attributes", "Must be a JSON object.")
-    if len(attributes) > MAX_ATTRIBUTES_BYTES:
-        raise EventError("attributes", f"Must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON.")
-    if b"\\u0000" in attributes:
-        raise EventError("attributes", "Must not contain NUL characters (\\u0000).")
     if len(event.error_message.encode()) > MAX_ERROR_MESSAGE_BYTES:
         raise EventError("error_message", f"Must be at most {MAX_ERROR_MESSAGE_BYTES} bytes.")
     text_fields = (event.service, endpoint, event.environment, event.host, event.error_message)
     if any("\x00" in value for value in text_fields):
         raise EventError(_field_with_nul(event), "Must not contain NUL characters.")
-    return (
+    method = standard_method(event.method)
+    attributes = bytes(event.attributes)
+    if attributes != b"{}" or method == OTHER_METHOD:
+        attributes = checked_attributes(attributes, folded_method=event.method)
+    return Row(
         moment,
         project_id,
         event.service,
         endpoint,
-        event.method.upper(),
+        method,
         event.status_code,
         event.latency_ms,
         event.event_id or uuid.uuid4(),
@@ -171,6 +275,51 @@ def to_row(event: Event, project_id: int, window: TimeWindow) -> tuple:
         event.response_bytes,
         jsonb_value(attributes),
     )
+
+
+def checked_attributes(attributes: bytes, folded_method: str | None = None) -> bytes:
+    """The attributes as stored: a JSON object within the limits, every value storable
+    in jsonb. A method folded into `_OTHER` is kept in them under its semantic key."""
+    if len(attributes) > MAX_ATTRIBUTES_BYTES:
+        raise EventError("attributes", f"Must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON.")
+    try:
+        value = msgspec.json.decode(attributes)
+    except RecursionError as exc:
+        raise EventError("attributes", "Is nested too deeply.") from exc
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        # Lone surrogates, numbers beyond a double's range: jsonb cannot hold them.
+        raise EventError("attributes", f"Is not storable JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise EventError("attributes", "Must be a JSON object.")
+    _check_attribute_values(value)
+    if folded_method not in (None, OTHER_METHOD) and standard_method(folded_method) == OTHER_METHOD:
+        value[ORIGINAL_METHOD_KEY] = folded_method
+        return msgspec.json.encode(value)
+    return attributes
+
+
+def _check_attribute_values(attributes: dict) -> None:
+    """Depth, key count and NUL characters, in one pass without recursion."""
+    keys = 0
+    pending: list[tuple[object, int]] = [(attributes, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            keys += len(value)
+            if any("\x00" in key for key in value):
+                raise EventError("attributes", "Must not contain NUL characters.")
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            if isinstance(value, str) and "\x00" in value:
+                raise EventError("attributes", "Must not contain NUL characters.")
+            continue
+        if depth >= MAX_ATTRIBUTE_DEPTH and children:
+            raise EventError("attributes", f"Must be nested at most {MAX_ATTRIBUTE_DEPTH} deep.")
+        pending.extend((child, depth + 1) for child in children)
+    if keys > MAX_ATTRIBUTES:
+        raise EventError("attributes", f"Must have at most {MAX_ATTRIBUTES} keys.")
 
 
 def _event_time(value: datetime | float, window: TimeWindow) -> datetime:
@@ -191,9 +340,12 @@ def _event_time(value: datetime | float, window: TimeWindow) -> datetime:
 def _endpoint(event: Event) -> str:
     if event.endpoint is not None:
         return event.endpoint
-    if event.path is not None:
-        return normalize_path(event.path)
-    raise EventError("endpoint", "Either `endpoint` (route template) or `path` is required.")
+    if event.path is None:
+        raise EventError("endpoint", "Either `endpoint` (route template) or `path` is required.")
+    endpoint = normalize_path(event.path)
+    if len(endpoint) > MAX_ENDPOINT_CHARS:
+        raise EventError("path", f"Its route would be longer than {MAX_ENDPOINT_CHARS} characters.")
+    return endpoint
 
 
 def _field_with_nul(event: Event) -> str:
@@ -210,5 +362,5 @@ def field_and_reason(error: msgspec.ValidationError) -> tuple[str, str]:
     if marker:
         return location.rstrip("`").lstrip("."), reason
     if reason.startswith("Object missing required field `"):
-        return reason.split("`")[1], "This field is required."
+        return reason.split("`")[1], REQUIRED
     return "", reason

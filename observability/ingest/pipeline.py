@@ -1,26 +1,41 @@
-"""The ingest pipeline: every door (REST batch, OTLP) runs the same steps.
+"""The ingest pipeline: every door (REST batch, OTLP, single record) runs the same steps.
 
-read body -> decode -> size check -> rate tokens -> validate -> cap endpoints and add
+read body -> decode -> size check -> rate tokens -> validate -> cap dimensions and add
 Apdex thresholds -> store once (idempotent) -> the result. The doors differ only in the
-content types they accept and how they decode their format. The answer is built only
-after the rows are committed.
+content types they accept, how they decode their format and how they name an event in
+an error. The answer is built only after the rows are committed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from prometheus_client import Counter
 
-from observability.ingest import endpoints, otlp, ratelimit, writer
+from observability.ingest import cardinality, idempotency, otlp, ratelimit, writer
 from observability.ingest.body import read_body
-from observability.ingest.errors import EmptyBatch, InvalidEvents, PayloadTooLarge, RateLimited
-from observability.ingest.events import Decoded, Event, EventError, TimeWindow, decode_rest, to_row
+from observability.ingest.errors import (
+    EmptyBatch,
+    IngestRejected,
+    InvalidEvents,
+    PayloadTooLarge,
+    RateLimited,
+)
+from observability.ingest.events import (
+    Decoded,
+    EventError,
+    Row,
+    TimeWindow,
+    decode_record,
+    decode_rest,
+    to_row,
+)
 from observability.ingest.thresholds import apdex_thresholds
 from observability.models import ApiKey
 
@@ -28,11 +43,6 @@ INGESTED_EVENTS = Counter(
     "apm_ingest_events_total",
     "Events received by ingest, by source and outcome (stored, duplicate, rejected).",
     ["source", "outcome"],
-)
-OVERFLOW_EVENTS = Counter(
-    "apm_ingest_overflow_events_total",
-    "Events stored under the overflow endpoint because their service hit the endpoint cap.",
-    ["source"],
 )
 SKIPPED_SPANS = Counter(
     "apm_otlp_spans_skipped_total", "OTLP spans not stored because they are not SERVER spans."
@@ -43,13 +53,16 @@ SKIPPED_SPANS = Counter(
 class Door:
     source: str  # the `source` label of the metrics
     content_types: tuple[str, ...]
-    decode: Callable[[bytes, str], Decoded]
+    decode: Callable[[bytes, str, int], Decoded]  # body, content type, project
+    # How errors name an event: "events[3].status_code"; None: the record itself.
+    label: str | None
     # OTLP: an export may hold no request at all (only client spans); REST: a mistake.
-    empty_ok: bool
+    empty_ok: bool = False
 
 
-REST = Door("rest", ("application/json",), decode_rest, empty_ok=False)
-OTLP = Door("otlp", (otlp.PROTOBUF, otlp.JSON), otlp.decode, empty_ok=True)
+REST = Door("rest", ("application/json",), decode_rest, label="events")
+OTLP = Door("otlp", (otlp.PROTOBUF, otlp.JSON), otlp.decode, label="spans", empty_ok=True)
+RECORD = Door("record", ("application/json",), decode_record, label=None)
 
 
 @dataclasses.dataclass
@@ -57,25 +70,78 @@ class IngestResult:
     accepted: int = 0  # valid events, stored now or already stored before
     duplicates: int = 0  # accepted events that were already stored
     rejected: int = 0
-    overflowed: int = 0  # accepted events stored under the overflow endpoint
+    overflowed: int = 0  # accepted events with a value moved to an overflow value
     skipped: int = 0  # OTLP spans that are not requests (not SERVER spans)
     errors: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    rows: list[Row] = dataclasses.field(default_factory=list, repr=False)  # as stored
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in RESULT_FIELDS}
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> IngestResult:
+        return cls(**{name: saved[name] for name in RESULT_FIELDS})
+
+
+RESULT_FIELDS = ("accepted", "duplicates", "rejected", "overflowed", "skipped", "errors")
 
 
 def ingest(request: HttpRequest, door: Door, key: ApiKey, *, strict: bool) -> IngestResult:
     """Run one request through the pipeline; raises IngestRejected if nothing may be stored."""
     body = read_body(request, settings.APM_INGEST_MAX_BYTES, door.content_types)
-    decoded = door.decode(body, request.content_type)
+    idempotency_key = idempotency.key_of(request)
+    if idempotency_key is None:
+        return _ingest(body, request.content_type, door, key, strict, claim=None)
+    request_line = f"{door.source}?{request.META.get('QUERY_STRING', '')}"
+    claim = idempotency.claim(key.project_id, idempotency_key, request_line, body)
+    if claim.replay is not None:
+        return IngestResult.from_dict(claim.replay)
+    try:
+        return _ingest(body, request.content_type, door, key, strict, claim)
+    except IngestRejected:
+        idempotency.release(claim)
+        raise
+
+
+def _ingest(body, content_type, door: Door, key: ApiKey, strict: bool, claim) -> IngestResult:
+    decoded = door.decode(body, content_type, key.project_id)
     SKIPPED_SPANS.inc(decoded.skipped)
     result = IngestResult(skipped=decoded.skipped)
     if not decoded.events and door.empty_ok:
-        return result
+        return _completed(result, claim)
     _check_batch_size(len(decoded.events))
     _take_rate_tokens(key, len(decoded.events))
-    rows = validate(decoded.events, key.project_id, result)
+    window = TimeWindow.around(timezone.now(), settings.APM_RAW_RETENTION_DAYS)
+    rows, indexes = [], []
+    for index, item in decoded.events:
+        try:
+            if isinstance(item, EventError):
+                raise item
+            rows.append(to_row(item, key.project_id, window))
+            indexes.append(index)
+        except EventError as error:
+            _reject(result, door, index, error)
     if strict and result.errors:
         raise InvalidEvents(result.errors)
-    return store(rows, key.project_id, door.source, result)
+    # With an idempotency key, its result commits with the events (else the writer's own
+    # transactions suffice).
+    with transaction.atomic() if claim else contextlib.nullcontext():
+        _store(rows, indexes, key.project_id, door, result, strict)
+        return _completed(result, claim)
+
+
+def _completed(result: IngestResult, claim) -> IngestResult:
+    if claim is not None:
+        idempotency.complete(claim, result.as_dict())
+    return result
+
+
+def _reject(result: IngestResult, door: Door, index: int, error: EventError) -> None:
+    event = f"{door.label}[{index}]" if door.label else ""
+    for field, message in error.fields.items():
+        name = ".".join(part for part in (event, field) if part) or "non_field_errors"
+        result.errors.setdefault(name, []).append(message)
+    result.rejected += 1
 
 
 def _check_batch_size(count: int) -> None:
@@ -98,49 +164,24 @@ def _take_rate_tokens(key: ApiKey, count: int) -> None:
         raise RateLimited("Ingest rate limit of this API key exceeded.", wait)
 
 
-def validate(
-    items: Iterable[tuple[int, Event | EventError]], project_id: int, result: IngestResult
-) -> list[tuple]:
-    """Rows of the valid events; each invalid one is counted and described in `result`."""
-    window = TimeWindow.around(timezone.now(), settings.APM_RAW_RETENTION_DAYS)
-    rows = []
-    for index, item in items:
-        try:
-            if isinstance(item, EventError):
-                raise item
-            rows.append(to_row(item, project_id, window))
-        except EventError as error:
-            field = f"events[{index}].{error.field}" if error.field else f"events[{index}]"
-            result.errors.setdefault(field, []).append(error.message)
-            result.rejected += 1
-    return rows
-
-
-def store(rows: list[tuple], project_id: int, source: str, result: IngestResult) -> IngestResult:
-    """Cap endpoints, add Apdex thresholds, write the rows once each, record the outcome."""
-    rows = complete_rows(rows, project_id)
-    result.overflowed = sum(row[3] == endpoints.OVERFLOW_ENDPOINT for row in rows)
-    OVERFLOW_EVENTS.labels(source).inc(result.overflowed)
-    stored = writer.store_rows(connection, rows)
-    result.accepted = len(rows)
-    result.duplicates = len(rows) - stored
-    INGESTED_EVENTS.labels(source, "stored").inc(stored)
-    INGESTED_EVENTS.labels(source, "duplicate").inc(result.duplicates)
-    INGESTED_EVENTS.labels(source, "rejected").inc(result.rejected)
-    return result
-
-
-def complete_rows(rows: list[tuple], project_id: int) -> list[tuple]:
-    """Rows from to_row, with over-cap endpoints renamed and each service's Apdex T added."""
-    thresholds = apdex_thresholds(project_id, {row[2] for row in rows})
-    overflow = endpoints.overflowing(
-        project_id, {(row[2], row[3]) for row in rows}, settings.APM_ENDPOINT_CARDINALITY_CAP
-    )
-    if not overflow:
-        return [(*row, thresholds[row[2]]) for row in rows]
-    return [
-        (*row[:3], endpoints.OVERFLOW_ENDPOINT, *row[4:], thresholds[row[2]])
-        if (row[2], row[3]) in overflow
-        else (*row, thresholds[row[2]])
-        for row in rows
-    ]
+def _store(
+    rows: list[Row], indexes: list[int], project_id: int, door: Door, result: IngestResult,
+    strict: bool,
+) -> None:  # fmt: skip
+    """Cap dimensions, add Apdex thresholds, write the rows once each, count the outcome."""
+    capped = cardinality.cap_rows(project_id, rows, door.source)
+    thresholds = apdex_thresholds(project_id, {row.service for row in capped.rows})
+    rows = [Row(*row[:-1], thresholds[row.service]) for row in capped.rows]
+    stored = writer.store_rows(connection, rows, all_or_nothing=strict)
+    for position, reason in sorted(stored.unstorable.items()):
+        _reject(result, door, indexes[position], EventError("", f"Cannot be stored: {reason}"))
+    if strict and stored.unstorable:
+        raise InvalidEvents(result.errors)
+    accepted = [row for n, row in enumerate(rows) if n not in stored.unstorable]
+    result.rows = accepted
+    result.accepted = len(accepted)
+    result.duplicates = len(accepted) - stored.new
+    result.overflowed = capped.overflowed
+    INGESTED_EVENTS.labels(door.source, "stored").inc(stored.new)
+    INGESTED_EVENTS.labels(door.source, "duplicate").inc(result.duplicates)
+    INGESTED_EVENTS.labels(door.source, "rejected").inc(result.rejected)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 
+from observability.ingest.cache import LruCache
 from observability.models import ServiceSettings
 
 CACHE_SECONDS = 60.0
+CACHE_ENTRIES = 20_000
 
 # (project_id, service) -> (threshold, fetched at)
-_cache: dict[tuple[int, str], tuple[float, float]] = {}
+_cache: LruCache[tuple[float, float]] = LruCache(CACHE_ENTRIES)
 
 
 def apdex_thresholds(project_id: int, services: set[str]) -> dict[str, float]:
@@ -28,7 +30,7 @@ def apdex_thresholds(project_id: int, services: set[str]) -> dict[str, float]:
         for service, threshold in ServiceSettings.objects.apdex_thresholds(
             project_id, missing
         ).items():
-            _cache[(project_id, service)] = (threshold, now)
+            _cache.put((project_id, service), (threshold, now))
             known[service] = threshold
     return known
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 
 import psycopg
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, OperationalError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import sql
 
@@ -44,7 +45,7 @@ COPY_INTO_STAGING = sql.SQL("COPY ingest_staging ({columns}) FROM STDIN (FORMAT 
 )
 INSERT_NEW_FROM_STAGING = sql.SQL(
     "INSERT INTO api_request ({columns}) SELECT {columns} FROM ingest_staging "
-    "ON CONFLICT (event_id, time) DO NOTHING"
+    "ON CONFLICT (project_id, event_id, time) DO NOTHING"
 ).format(columns=_COLUMN_LIST)
 
 
@@ -56,31 +57,106 @@ def jsonb_value(json_text: bytes) -> bytes:
 def copy_rows(connection: BaseDatabaseWrapper, rows: Iterable[Sequence]) -> int:
     """COPY rows (tuples in COLUMNS order, attributes from jsonb_value) into the table.
 
-    Fails on a duplicate (event_id, time); `store_rows` handles that. Returns the count.
+    Fails on a duplicate key; `store_rows` handles that. Returns the count.
     """
     return _copy(connection, COPY_INTO_TABLE, rows)
 
 
-def store_rows(connection: BaseDatabaseWrapper, rows: list[Sequence]) -> int:
-    """Store rows once each (idempotent on (event_id, time)); returns how many were new.
+@dataclasses.dataclass
+class Stored:
+    new: int = 0  # rows stored now (the others were duplicates or unstorable)
+    # Position in the batch -> why the database refused that row.
+    unstorable: dict[int, str] = dataclasses.field(default_factory=dict)
+
+
+class _RollBack(Exception):
+    """Undo a strict batch once its unstorable rows are known."""
+
+
+def store_rows(
+    connection: BaseDatabaseWrapper, rows: list[Sequence], *, all_or_nothing: bool = False
+) -> Stored:
+    """Store rows once each (idempotent on the primary key); commits before returning.
 
     Fast path: one COPY straight into the table, in its own transaction. If the batch
     repeats a stored event (a client retry), that COPY fails on the unique key and rolls
-    back, and the batch goes through the staging table instead. Commits before returning.
+    back, and the batch goes through the staging table instead. If the database refuses
+    a row's values (validation should make that impossible; this is the safety net), the
+    batch is bisected to find every such row: the others are stored, or, with
+    `all_or_nothing`, none is and the refused rows are reported.
     """
     if not rows:
-        return 0
+        return Stored()
     try:
         with transaction.atomic(using=connection.alias):
-            return copy_rows(connection, rows)
+            return Stored(copy_rows(connection, rows))
     except IntegrityError as exc:
         if not isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+            if not _refused_row(exc):
+                raise
+            return _store_isolating(connection, rows, all_or_nothing)
+    except (DataError, OperationalError) as exc:
+        if not _refused_row(exc):
             raise
-    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        return _store_isolating(connection, rows, all_or_nothing)
+    try:
+        with transaction.atomic(using=connection.alias):
+            return Stored(_insert_new(connection, rows))
+    except (DataError, IntegrityError, OperationalError) as exc:
+        if not _refused_row(exc):
+            raise
+        return _store_isolating(connection, rows, all_or_nothing)
+
+
+def _insert_new(connection: BaseDatabaseWrapper, rows: Sequence[Sequence]) -> int:
+    """Through the staging table: only rows whose key is not stored yet."""
+    with connection.cursor() as cursor:
         cursor.execute(CREATE_STAGING)
         _copy(connection, COPY_INTO_STAGING, rows)
         cursor.execute(INSERT_NEW_FROM_STAGING)
         return cursor.rowcount
+
+
+def _store_isolating(connection, rows: list[Sequence], all_or_nothing: bool) -> Stored:
+    stored = Stored()
+    try:
+        with transaction.atomic(using=connection.alias):
+            _bisect(connection, rows, 0, stored)
+            if all_or_nothing and stored.unstorable:
+                raise _RollBack
+    except _RollBack:
+        stored.new = 0
+    return stored
+
+
+def _bisect(connection, rows: Sequence[Sequence], offset: int, stored: Stored) -> None:
+    """Store `rows` (at `offset` in the batch) in a savepoint; on a refused value, halve."""
+    try:
+        with transaction.atomic(using=connection.alias):
+            stored.new += _insert_new(connection, rows)
+            return
+    except (DataError, IntegrityError, OperationalError) as exc:
+        if not _refused_row(exc):
+            raise
+        if len(rows) == 1:
+            stored.unstorable[offset] = str(exc.__cause__ or exc).strip().splitlines()[0]
+            return
+    middle = len(rows) // 2
+    _bisect(connection, rows[:middle], offset, stored)
+    _bisect(connection, rows[middle:], offset + middle, stored)
+
+
+def _refused_row(exc: Exception) -> bool:
+    """A value the database cannot store (bad data, too deep, a broken constraint), as
+    opposed to the database being unavailable."""
+    cause = exc.__cause__
+    if getattr(cause, "sqlstate", None) is None:
+        return False  # raised by the client (a bug of ours), not a refusal of the server
+    if isinstance(exc, IntegrityError):
+        return not isinstance(cause, psycopg.errors.UniqueViolation)
+    if isinstance(exc, OperationalError):
+        return isinstance(cause, psycopg.errors.ProgramLimitExceeded)
+    return isinstance(exc, DataError)
 
 
 def _copy(

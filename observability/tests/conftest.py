@@ -28,12 +28,12 @@ def api(key):
 def fresh_ingest_caches():
     """Each test's transaction is rolled back; the per-process caches of ingest (admitted
     endpoints, Apdex thresholds) must not remember a previous test's data."""
-    from observability.ingest import endpoints, thresholds
+    from observability.ingest import cardinality, thresholds
 
-    endpoints.forget_cache()
+    cardinality.forget_cache()
     thresholds.forget_cache()
     yield
-    endpoints.forget_cache()
+    cardinality.forget_cache()
     thresholds.forget_cache()
 
 

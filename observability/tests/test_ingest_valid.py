@@ -7,7 +7,7 @@ import orjson
 import pytest
 from django.utils import timezone
 
-from observability.models import ApiRequest, Endpoint
+from observability.models import ApiRequest, Dimension, DimensionValue
 from observability.tests.utils import client_with, make_key
 from observability.tests.utils import event_payload as event
 
@@ -144,7 +144,8 @@ def test_ingest_only_key_can_ingest(project):
 def test_endpoints_are_registered(ingest, project):
     ingest([event(endpoint="/a"), event(endpoint="/b"), event(service="users", endpoint="/a")])
 
-    assert set(Endpoint.objects.filter(project=project).values_list("service", "endpoint")) == {
+    admitted = DimensionValue.objects.filter(project=project, dimension=Dimension.ENDPOINT)
+    assert set(admitted.values_list("scope", "value")) == {
         ("checkout", "/a"),
         ("checkout", "/b"),
         ("users", "/a"),

@@ -51,14 +51,14 @@ def test_request_table_is_time_partitioned_on_this_backend():
         )
 
 
-def test_the_key_is_event_id_and_time():
+def test_the_key_is_project_event_id_and_time():
     definitions = dict(
         fetch(
             "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
             "WHERE conrelid = 'api_request'::regclass"
         )
     )
-    assert definitions["api_request_pkey"] == 'PRIMARY KEY (event_id, "time")'
+    assert definitions["api_request_pkey"] == 'PRIMARY KEY (project_id, event_id, "time")'
 
 
 def test_the_list_query_uses_the_project_time_index(project):

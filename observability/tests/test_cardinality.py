@@ -1,12 +1,23 @@
-"""The per-service endpoint cap sends further endpoints to the overflow endpoint."""
+"""Cardinality caps: further endpoints of a service go to the overflow endpoint (the
+service and environment caps are in test_ingest_trust.py), and overflows are counted."""
 
 import pytest
 
-from observability.ingest import endpoints
-from observability.models import ApiRequest, Endpoint
+from observability.ingest import cardinality
+from observability.models import ApiRequest, Dimension, DimensionValue, Overflow
 from observability.tests.utils import event_payload as event
 
 pytestmark = pytest.mark.django_db
+
+
+def endpoints_of(project, service):
+    return DimensionValue.objects.filter(
+        project=project, dimension=Dimension.ENDPOINT, scope=service
+    )
+
+
+def endpoint(project, service, name) -> DimensionValue:
+    return DimensionValue(project=project, dimension=Dimension.ENDPOINT, scope=service, value=name)
 
 
 @pytest.fixture
@@ -24,11 +35,13 @@ def test_endpoints_beyond_the_cap_go_to_overflow(ingest, project, cap, client):
     stored = sorted(
         ApiRequest.objects.filter(service="checkout").values_list("endpoint", flat=True)
     )
-    assert stored == ["/e0", "/e1", "/e2", endpoints.OVERFLOW_ENDPOINT, endpoints.OVERFLOW_ENDPOINT]
-    assert Endpoint.objects.filter(project=project, service="checkout").count() == cap
+    assert stored == ["/e0", "/e1", "/e2", cardinality.OVERFLOW, cardinality.OVERFLOW]
+    assert endpoints_of(project, "checkout").count() == cap
     assert ApiRequest.objects.get(service="users").endpoint == "/x"  # another service: own cap
     metrics = client.get("/metrics").content.decode()
-    assert 'apm_ingest_overflow_events_total{source="rest"}' in metrics
+    assert 'apm_ingest_overflow_events_total{dimension="endpoint",source="rest"}' in metrics
+    (overflow,) = Overflow.objects.filter(project=project)
+    assert (overflow.dimension, overflow.scope, overflow.events) == ("endpoint", "checkout", 2)
 
 
 def test_admitted_endpoints_keep_their_name_after_the_cap_is_reached(ingest, cap):
@@ -37,23 +50,23 @@ def test_admitted_endpoints_keep_their_name_after_the_cap_is_reached(ingest, cap
     ingest([event(endpoint="/e1"), event(endpoint="/new")])
 
     assert ApiRequest.objects.filter(endpoint="/e1").count() == 2
-    assert ApiRequest.objects.filter(endpoint=endpoints.OVERFLOW_ENDPOINT).count() == 1
+    assert ApiRequest.objects.filter(endpoint=cardinality.OVERFLOW).count() == 1
 
 
 def test_another_worker_respects_what_the_database_admitted(ingest, cap):
     ingest([event(endpoint=f"/e{n}") for n in range(3)])
-    endpoints.forget_cache()  # as a worker that never saw these endpoints
+    cardinality.forget_cache()  # as a worker that never saw these endpoints
 
     ingest([event(endpoint="/e3"), event(endpoint="/e0")])
 
-    assert ApiRequest.objects.filter(endpoint=endpoints.OVERFLOW_ENDPOINT).count() == 1
+    assert ApiRequest.objects.filter(endpoint=cardinality.OVERFLOW).count() == 1
     assert ApiRequest.objects.filter(endpoint="/e0").count() == 2
-    assert not Endpoint.objects.filter(endpoint="/e3").exists()
+    assert not DimensionValue.objects.filter(value="/e3").exists()
 
 
 def test_projects_have_separate_caps(ingest, other_project, cap):
-    Endpoint.objects.bulk_create(
-        [Endpoint(project=other_project, service="checkout", endpoint=f"/o{n}") for n in range(3)]
+    DimensionValue.objects.bulk_create(
+        [endpoint(other_project, "checkout", f"/o{n}") for n in range(3)]
     )
 
     body = ingest([event(endpoint="/mine")]).json()
@@ -62,7 +75,7 @@ def test_projects_have_separate_caps(ingest, other_project, cap):
 
 
 def test_admitted_endpoints_are_listed_by_the_api(ingest, api, cap, other_project):
-    Endpoint.objects.create(project=other_project, service="checkout", endpoint="/theirs")
+    endpoint(other_project, "checkout", "/theirs").save()
     ingest([event(endpoint=f"/e{n}") for n in range(5)] + [event(service="users", endpoint="/u")])
 
     listed = api.get("/api/v1/endpoints/?service=checkout").json()["results"]
