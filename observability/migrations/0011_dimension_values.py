@@ -8,7 +8,11 @@ are admitted as events arrive.
 import django.db.models.deletion
 from django.db import migrations, models
 
-DIMENSION_CHOICES = [("service", "Service"), ("environment", "Environment"), ("endpoint", "Endpoint")]
+DIMENSION_CHOICES = [
+    ("service", "Service"),
+    ("environment", "Environment"),
+    ("endpoint", "Endpoint"),
+]
 
 COPY_ENDPOINTS = """
 INSERT INTO apm_dimension_value (project_id, dimension, scope, value, first_seen)
@@ -27,14 +31,29 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="DimensionValue",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
                 ("dimension", models.CharField(choices=DIMENSION_CHOICES, max_length=16)),
                 ("scope", models.CharField(blank=True, default="", max_length=128)),
                 ("value", models.CharField(max_length=512)),
                 ("first_seen", models.DateTimeField(auto_now_add=True)),
-                ("project", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="observability.project")),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="observability.project",
+                    ),
+                ),
             ],
-            options={"db_table": "apm_dimension_value", "ordering": ["dimension", "scope", "value"]},
+            options={
+                "db_table": "apm_dimension_value",
+                "ordering": ["dimension", "scope", "value"],
+            },
         ),
         migrations.AddConstraint(
             model_name="dimensionvalue",
@@ -45,12 +64,24 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="Overflow",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
                 ("dimension", models.CharField(choices=DIMENSION_CHOICES, max_length=16)),
                 ("scope", models.CharField(blank=True, default="", max_length=128)),
                 ("events", models.BigIntegerField(default=0)),
                 ("last_at", models.DateTimeField()),
-                ("project", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="observability.project")),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="observability.project",
+                    ),
+                ),
             ],
             options={"db_table": "apm_overflow"},
         ),
