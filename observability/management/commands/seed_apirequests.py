@@ -17,9 +17,13 @@ from tqdm import tqdm
 
 from observability import demo
 from observability.analytics import backend
+from observability.ingest.events import Row
 from observability.ingest.writer import copy_rows, jsonb_value
 from observability.models import ApiRequest, Project, ServiceSettings
 from observability.seeding import CATALOGUE, TrafficGenerator
+
+# The generator's fields that are columns as they are.
+SEEDED_COLUMNS = [f for f in Row._fields if f not in ("project_id", "attributes", "apdex_t_ms")]
 
 
 class Command(BaseCommand):
@@ -105,24 +109,11 @@ class Command(BaseCommand):
         copy_rows(
             connection,
             (
-                (
-                    e["time"],
-                    project_id,
-                    e["service"],
-                    e["endpoint"],
-                    e["method"],
-                    e["status_code"],
-                    e["latency_ms"],
-                    e["event_id"],
-                    e["trace_id"],
-                    e["span_id"],
-                    e["environment"],
-                    e["host"],
-                    e["error_message"],
-                    e["request_bytes"],
-                    e["response_bytes"],
-                    jsonb_value(orjson.dumps(e["attributes"])),
-                    thresholds[e["service"]],
+                Row(
+                    **{name: e[name] for name in SEEDED_COLUMNS},
+                    project_id=project_id,
+                    attributes=jsonb_value(orjson.dumps(e["attributes"])),
+                    apdex_t_ms=thresholds[e["service"]],
                 )
                 for e in batch
             ),
