@@ -36,7 +36,7 @@ Text = Annotated[str, msgspec.Meta(max_length=255)]
 Endpoint = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ENDPOINT_CHARS)]
 ByteCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_BIGINT)]
 # \Z, not $: `$` also matches before a trailing newline.
-Method = Annotated[str, msgspec.Meta(pattern=r"^(?:[A-Za-z]{1,16}|_OTHER)\Z")]
+Method = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_]{1,16}\Z")]
 TraceId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{32}\Z")]
 SpanId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{16}\Z")]
 
@@ -255,8 +255,10 @@ def to_row(event: Event, project_id: int, window: TimeWindow) -> Row:
         raise EventError(_field_with_nul(event), "Must not contain NUL characters.")
     method = standard_method(event.method)
     attributes = bytes(event.attributes)
-    if attributes != b"{}" or method == OTHER_METHOD:
+    if method == OTHER_METHOD:
         attributes = checked_attributes(attributes, folded_method=event.method)
+    elif attributes != b"{}":
+        attributes = checked_attributes(attributes)
     return Row(
         moment,
         project_id,
@@ -279,7 +281,8 @@ def to_row(event: Event, project_id: int, window: TimeWindow) -> Row:
 
 def checked_attributes(attributes: bytes, folded_method: str | None = None) -> bytes:
     """The attributes as stored: a JSON object within the limits, every value storable
-    in jsonb. A method folded into `_OTHER` is kept in them under its semantic key."""
+    in jsonb. A method folded into `_OTHER` (`folded_method`) is kept in them under its
+    semantic key."""
     if len(attributes) > MAX_ATTRIBUTES_BYTES:
         raise EventError("attributes", f"Must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON.")
     try:
@@ -291,8 +294,15 @@ def checked_attributes(attributes: bytes, folded_method: str | None = None) -> b
         raise EventError("attributes", f"Is not storable JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise EventError("attributes", "Must be a JSON object.")
-    _check_attribute_values(value)
-    if folded_method not in (None, OTHER_METHOD) and standard_method(folded_method) == OTHER_METHOD:
+    # The common case, checked on the bytes: no nested object or array (no second brace,
+    # no bracket, even inside strings) and no NUL (only sendable as the escape \u0000).
+    flat = attributes.count(b"{") == 1 and b"[" not in attributes
+    if flat and b"\\u0000" not in attributes:
+        if len(value) > MAX_ATTRIBUTES:
+            raise EventError("attributes", f"Must have at most {MAX_ATTRIBUTES} keys.")
+    else:
+        _check_attribute_values(value)
+    if folded_method not in (None, OTHER_METHOD):
         value[ORIGINAL_METHOD_KEY] = folded_method
         return msgspec.json.encode(value)
     return attributes
