@@ -9,7 +9,7 @@ PORT ?= 8000
 OPS_VENV ?= .venv-ops
 OPS_BIN := $(abspath $(OPS_VENV))/bin
 
-.PHONY: help venv run test lint migrate shell clean-data bench-ingest bench-kpi bench-search \
+.PHONY: help venv run test lint migrate shell clean-data bench-ingest bench-kpi bench-search bench-sketches \
 	ops-venv validate secrets certs cluster-config up down backup-up monitoring-up \
 	cluster-up cluster-down app-up backup-full backup-check deploy \
 	drill-baseline drill-primary-restore drill-failover drill-minio-outage
@@ -48,6 +48,9 @@ bench-kpi: venv ## KPI latency on 10M rows vs raw SQL, refresh time, storage (re
 
 bench-search: venv ## HNSW build, semantic search latency and recall@10 on 100k vectors (reports/bench/search.json)
 	$(PY) -m scripts.bench.search
+
+bench-sketches: venv ## Sketch merge cost with pgvector vs without (reports/bench/sketches.json)
+	$(PY) -m scripts.bench.sketches
 
 clean-data: ## Delete the embedded databases and demo key under .data/
 	rm -rf .data

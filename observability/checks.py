@@ -6,10 +6,10 @@ Run with `python manage.py check --database default` (migrate runs them too).
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.checks import Error, Info, Tags, register
+from django.core.checks import Error, Info, Tags, Warning, register
 from django.db import DatabaseError, connections
 
-from observability.analytics import backend
+from observability.analytics import backend, sketches
 
 
 @register(Tags.database)
@@ -44,5 +44,28 @@ def analytics_backend_check(app_configs, databases=None, **kwargs):
         Info(
             f"analytics backend: {built.name} (schema built for it; {choice.reason})",
             id="observability.I002",
+        )
+    ]
+
+
+@register(Tags.database)
+def pgvector_check(app_configs, databases=None, **kwargs):
+    """Without pgvector: percentiles work (slower), semantic search does not."""
+    if not databases or "default" not in databases:
+        return []
+    try:
+        store = sketches.of(connections["default"])
+    except (DatabaseError, RuntimeError):
+        return []  # not migrated yet, or no database: the backend check reports it
+    if store.has_pgvector:
+        return []
+    return [
+        Warning(
+            "the database has no pgvector extension (vector): semantic search is off "
+            "(keyword search works) and latency sketches are stored as arrays, merged in "
+            "PL/pgSQL (slower KPI queries over long windows)",
+            hint="Install pgvector on the server to enable semantic search; existing "
+            "rollups keep their array sketches.",
+            id="observability.W001",
         )
     ]

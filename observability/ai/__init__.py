@@ -19,6 +19,16 @@ class NoProvider(RuntimeError):
     """Semantic search needs an embedding provider (EMBEDDING_PROVIDER)."""
 
 
+class NoVectorExtension(RuntimeError):
+    """Semantic search needs the database's pgvector extension."""
+
+
+NO_VECTOR_EXTENSION = (
+    "Semantic search needs the pgvector extension (vector), which this database does not "
+    "have. Keyword search works without it."
+)
+
+
 class Provider(Protocol):
     model: str  # the name stored with each embedding
     dim: int

@@ -25,6 +25,7 @@ from django.db import connection, transaction
 
 from observability.ai import Provider, vector_literal
 from observability.ai.documents import document_hash, document_text
+from observability.analytics import sketches
 from observability.models import EmbeddingCursor, Project
 
 # The cursor stays this far behind now, so requests still being committed are not passed.
@@ -106,7 +107,9 @@ def backfill(provider: Provider | None, *, since: datetime | None = None,
 class _Run:
     def __init__(self, provider: Provider | None, dry_run: bool, until: datetime):
         self.provider, self.dry_run, self.until = provider, dry_run, until
-        self.model = provider.model if provider else NO_PROVIDER
+        # Without pgvector there is nowhere to keep embeddings: documents only.
+        self.embeds = provider is not None and sketches.of(connection).has_pgvector
+        self.model = provider.model if self.embeds else NO_PROVIDER
         self.report = BackfillReport()
         # Dry runs walk the data without saving where they are.
         self.unsaved: dict[int, tuple[datetime, uuid.UUID]] = {}
@@ -145,7 +148,7 @@ class _Run:
         if self.dry_run:
             self.move(project, rows[-1][1], rows[-1][0])
             return len(rows)
-        vectors = self.embed_missing(unique) if self.provider else {}
+        vectors = self.embed_missing(unique) if self.embeds else {}
         self.report.embedded += len(vectors)
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(

@@ -4,7 +4,7 @@ A window [start, end) is split into parts: whole days from the daily rollups, wh
 hours from the hourly rollups, and raw rows for the partial hours at its edges and for
 everything past the materialised watermark (so results include the last seconds). Each
 part yields rows of the same shape; one aggregation over their UNION ALL merges the
-measures and sketches (pgvector, in C); quantiles are read from the merged sketch in
+measures and sketches (sketches.py); quantiles are read from the merged sketch in
 Python.
 
 The grain is the coarsest one that has every dimension the query filters or groups by.
@@ -20,8 +20,9 @@ import psycopg
 from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import sql
 
-from observability.analytics import backend, rollups, sketch
+from observability.analytics import backend, rollups, sketch, sketches
 from observability.analytics.rollups import DAY, HOUR, MEASURES, Grain
+from observability.analytics.sketches import SketchStore
 
 MINUTE = "minute"
 INTERVALS = {MINUTE: timedelta(minutes=1), HOUR: timedelta(hours=1), DAY: timedelta(days=1)}
@@ -197,30 +198,29 @@ class KpiQuery:
         coarsest = {None: DAY, DAY: DAY, HOUR: HOUR, MINUTE: None}[interval]
         hourly_until, daily_until = backend.of(self.connection).materialised_until(self.connection)
         parts = plan(self.window.start, self.window.end, coarsest, hourly_until, daily_until)
-        query, params = self._compose(parts, grain, group, interval)
+        store = sketches.of(self.connection)
+        query, params = self._compose(parts, grain, group, interval, store)
         self.connection.ensure_connection()
         with (
             self.connection.wrap_database_errors,
             psycopg.Cursor(self.connection.connection) as cursor,
         ):
-            # Binary results: the merged sketches arrive as float4 arrays, not text.
+            # Binary results: merged sketches arrive as arrays, not text to parse.
             cursor.execute(query, params, binary=True)
             key_count = len(group) + (1 if interval else 0)
-            return [_row(row, key_count) for row in cursor.fetchall()]
+            return [_row(row, key_count, store) for row in cursor.fetchall()]
 
-    def _compose(self, parts, grain: Grain, group, interval):
+    def _compose(self, parts, grain: Grain, group, interval, store: SketchStore):
         params: dict = {"project": self.project_id, **self._filter_params()}
         selects = []
         for n, part in enumerate(parts):
             params[f"start{n}"], params[f"end{n}"] = part.start, part.end
-            selects.append(self._part_select(n, part, grain, group, interval))
+            selects.append(self._part_select(n, part, grain, group, interval, store))
         keys = [sql.Identifier(name) for name in (["ts"] if interval else []) + list(group)]
         measures = [
             rollups.measure_columns("merge"),
             sql.SQL("(sum(hits) FILTER (WHERE status_class = 5))::bigint AS errors"),
-            # The merged sketch in pgvector's binary form (a 4-byte header, then
-            # big-endian float4 counts): read by numpy without parsing.
-            sql.SQL("vector_send({})").format(sql.SQL(rollups.MERGE_SKETCHES)),
+            sql.SQL(store.merge_for_python),
         ]
         query = sql.SQL("SELECT {columns} FROM ({parts}) AS parts {group_by}").format(
             columns=sql.SQL(", ").join([*keys, *measures]),
@@ -231,7 +231,9 @@ class KpiQuery:
         )
         return query, params
 
-    def _part_select(self, n: int, part: Part, grain: Grain, group, interval) -> sql.Composed:
+    def _part_select(
+        self, n: int, part: Part, grain: Grain, group, interval, store: SketchStore
+    ) -> sql.Composed:
         dims = list(dict.fromkeys([*group, "status_class"]))
         window = sql.SQL("project_id = %(project)s AND {column} >= {start} AND {column} < {end}")
         bounds = {"start": sql.Placeholder(f"start{n}"), "end": sql.Placeholder(f"end{n}")}
@@ -244,7 +246,7 @@ class KpiQuery:
                     *self._filter_sql(raw=True),
                 ]
             )
-            return sql.SQL("({})").format(rollups.raw_aggregate(columns, where))
+            return sql.SQL("({})").format(rollups.raw_aggregate(columns, where, store))
         table = rollups.Rollup(grain, part.source).table
         ts = [sql.SQL("{} AS ts").format(rollups.truncate(interval, "bucket"))] if interval else []
         where = sql.SQL(" AND ").join(
@@ -269,11 +271,11 @@ class KpiQuery:
         return clauses
 
 
-def _row(row, key_count: int) -> tuple[tuple, Kpi]:
+def _row(row, key_count: int, store: SketchStore) -> tuple[tuple, Kpi]:
     key, (*measured, errors, merged_sketch) = tuple(row[:key_count]), row[key_count:]
     # NULL measures (no rows) keep Kpi's defaults.
     values = {name: v for name, v in zip(MEASURE_NAMES, measured, strict=True) if v is not None}
-    sketch_counts = _counts(merged_sketch) if merged_sketch else None
+    sketch_counts = store.counts(merged_sketch) if merged_sketch else None
     return key, Kpi(**values, errors=errors or 0, sketch=sketch_counts)
 
 
@@ -285,10 +287,6 @@ def _rank_key(by: str, kpi: dict) -> tuple:
     else:
         value = -kpi[by]
     return value, -kpi["hits"]
-
-
-def _counts(vector_binary: bytes) -> np.ndarray:
-    return np.frombuffer(vector_binary, dtype=">f4", offset=4).astype(np.float64)
 
 
 def _floor(moment: datetime, interval: str) -> datetime:

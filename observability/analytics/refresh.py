@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from observability.analytics import rollups
+from observability.analytics import rollups, sketches
 from observability.analytics.rollups import DAY, HOUR, STEP, floor_to
 from observability.locks import Lock, xact_lock
 
@@ -111,9 +111,10 @@ def _recompute(connection, interval: str, start: datetime, end: datetime) -> int
     """Recompute [start, end) of every rollup of the interval; returns the bucket count."""
     if start >= end:
         return 0
+    store = sketches.of(connection)
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         for rollup in rollups.of_interval(interval):
-            for statement in rollups.refresh_statements(rollup):
+            for statement in rollups.refresh_statements(rollup, store):
                 cursor.execute(statement, {"start": start, "end": end})
         if interval == HOUR:
             # The days containing these hours must be recomputed when already materialised.

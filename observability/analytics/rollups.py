@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg import sql
 
-from observability.analytics.sketch import BUCKETS
+from observability.analytics.sketches import SketchStore
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,10 +82,7 @@ MEASURES = (
     Measure("latency_min", "double precision", "min(latency_ms)", "min(latency_min)"),
     Measure("latency_max", "double precision", "max(latency_ms)", "max(latency_max)"),
 )  # fmt: skip
-SKETCH_COLUMN = "sketch"
-SKETCH_TYPE = f"sparsevec({BUCKETS})"
-# Sketches merge by adding counts: pgvector's sum(vector), in C.
-MERGE_SKETCHES = "sum(sketch::vector)"
+SKETCH_COLUMN = "sketch"  # its type and merge depend on the database: sketches.py
 
 HOUR = "hour"
 DAY = "day"
@@ -110,14 +107,14 @@ class Rollup:
             return Rollup(self.grain, HOUR)
         return None if self.grain == ENDPOINT else Rollup(ENDPOINT, HOUR)
 
-    def expected_columns(self) -> dict[str, str]:
+    def expected_columns(self, store: SketchStore) -> dict[str, str]:
         """Column -> type, as the queries and the portable refresh read and write them."""
         return {
             "bucket": "timestamp with time zone",
             "project_id": "bigint",
             **{dim: DIMENSION_TYPES[dim] for dim in self.grain.dims},
             **{measure.name: measure.type for measure in MEASURES},
-            SKETCH_COLUMN: SKETCH_TYPE,
+            SKETCH_COLUMN: store.column_type,
         }
 
 
@@ -133,14 +130,11 @@ def of_interval(interval: str) -> tuple[Rollup, ...]:
 # --- SQL fragments ---------------------------------------------------------------------
 
 # Two-level aggregation of raw rows: the measures per (group, sketch bucket) with C-level
-# aggregates, then merged per group, with one sparsevec built from the non-empty buckets
+# aggregates, then merged per group, with one sketch built from the non-empty buckets
 # (their hit counts). Much faster than a per-row sketch function; used by the portable
-# refresh and by queries for the not-yet-materialised tail. psycopg reads every % in
-# the SQL as a placeholder, so format()'s own placeholder is written %%s.
+# refresh and by queries for the not-yet-materialised tail.
 RAW_AGGREGATE = """
-SELECT {outer_columns}, {merged},
-       format('{{%%s}}/{buckets}', string_agg(sketch_bucket || ':' || hits, ','))::sparsevec
-           AS sketch
+SELECT {outer_columns}, {merged}, {build_sketch} AS sketch
 FROM (
     SELECT {inner_columns}, apm_sketch_index(latency_ms) AS sketch_bucket, {raw}
     FROM api_request
@@ -152,7 +146,7 @@ GROUP BY {outer_group}
 
 # Merge rollup rows: measures merge, sketches add.
 ROLLUP_AGGREGATE = """
-SELECT {outer_columns}, {merged}, {merge_sketches}::sparsevec AS sketch
+SELECT {outer_columns}, {merged}, {merge_sketches} AS sketch
 FROM {source}
 WHERE {where}
 GROUP BY {outer_group}
@@ -167,7 +161,9 @@ def measure_columns(kind: str) -> sql.Composed:
     )
 
 
-def raw_aggregate(columns: list[tuple[str, sql.Composable]], where: sql.Composable) -> sql.Composed:
+def raw_aggregate(
+    columns: list[tuple[str, sql.Composable]], where: sql.Composable, store: SketchStore
+) -> sql.Composed:
     """Aggregate raw rows into rollup-shaped rows, grouped by `columns` (name, expression)."""
     names = [sql.Identifier(name) for name, _ in columns]
     inner = [sql.SQL("{} AS {}").format(expr, sql.Identifier(name)) for name, expr in columns]
@@ -177,7 +173,7 @@ def raw_aggregate(columns: list[tuple[str, sql.Composable]], where: sql.Composab
     return sql.SQL(RAW_AGGREGATE).format(
         outer_columns=sql.SQL(", ").join(names),
         merged=measure_columns("merge"),
-        buckets=sql.SQL(str(BUCKETS)),
+        build_sketch=sql.SQL(store.build),
         inner_columns=sql.SQL(", ").join(inner),
         raw=measure_columns("raw"),
         where=where,
@@ -187,13 +183,16 @@ def raw_aggregate(columns: list[tuple[str, sql.Composable]], where: sql.Composab
 
 
 def rollup_aggregate(
-    source: str, columns: list[tuple[str, sql.Composable]], where: sql.Composable
+    source: str,
+    columns: list[tuple[str, sql.Composable]],
+    where: sql.Composable,
+    store: SketchStore,
 ) -> sql.Composed:
     outer = [sql.SQL("{} AS {}").format(expr, sql.Identifier(name)) for name, expr in columns]
     return sql.SQL(ROLLUP_AGGREGATE).format(
         outer_columns=sql.SQL(", ").join(outer),
         merged=measure_columns("merge"),
-        merge_sketches=sql.SQL(MERGE_SKETCHES),
+        merge_sketches=sql.SQL(store.merge),
         source=sql.Identifier(source),
         where=where,
         outer_group=sql.SQL(", ").join(sql.SQL(str(n)) for n in range(1, len(columns) + 1)),
@@ -207,7 +206,7 @@ def truncate(interval: str, column: str) -> sql.Composed:
     )
 
 
-def refresh_select(rollup: Rollup) -> sql.Composed:
+def refresh_select(rollup: Rollup, store: SketchStore) -> sql.Composed:
     """SELECT of one rollup's rows for [%(start)s, %(end)s) on the portable backend."""
     source = rollup.source
     time_column = "time" if source is None else "bucket"
@@ -220,12 +219,12 @@ def refresh_select(rollup: Rollup) -> sql.Composed:
     )
     if source is None:
         columns += [(dim, RAW_DIMENSION[dim]) for dim in rollup.grain.dims]
-        return raw_aggregate(columns, where)
+        return raw_aggregate(columns, where, store)
     columns += [(dim, sql.Identifier(dim)) for dim in rollup.grain.dims]
-    return rollup_aggregate(source.table, columns, where)
+    return rollup_aggregate(source.table, columns, where, store)
 
 
-def refresh_statements(rollup: Rollup) -> list[sql.Composed]:
+def refresh_statements(rollup: Rollup, store: SketchStore) -> list[sql.Composed]:
     """Recompute one rollup for [%(start)s, %(end)s): delete the range, insert it anew."""
     columns = ["bucket", "project_id", *rollup.grain.dims, *(m.name for m in MEASURES),
                SKETCH_COLUMN]  # fmt: skip
@@ -236,7 +235,7 @@ def refresh_statements(rollup: Rollup) -> list[sql.Composed]:
         sql.SQL("INSERT INTO {} ({}) {}").format(
             sql.Identifier(rollup.table),
             sql.SQL(", ").join(map(sql.Identifier, columns)),
-            refresh_select(rollup),
+            refresh_select(rollup, store),
         ),
     ]
 

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from apm_platform import db_router
 from observability import ai
 from observability.ai import search
+from observability.analytics import sketches
 from observability.api import params
 from observability.api.errors import ErrorSerializer
 from observability.api.requests import ApiRequestSerializer
@@ -34,7 +35,9 @@ class EmbeddingUnavailable(exceptions.APIException):
     default_detail = "The embedding provider is unavailable; keyword search still works."
 
 
-def _provider_or_400():
+def _provider_or_400(database):
+    if not sketches.of(database).has_pgvector:
+        raise exceptions.ValidationError({"mode": [ai.NO_VECTOR_EXTENSION]})
     try:
         return ai.require_provider()
     except ai.NoProvider as exc:
@@ -63,10 +66,10 @@ class SearchView(APIView):
         responses={200: results_of(SearchResultSerializer), **ERROR_RESPONSES},
     )
     def get(self, request):
-        text, mode, limit, filters = _search_params(request.query_params)
-        provider = None if mode == "keyword" else _provider_or_400()
-        project_id = request.auth.project_id
         database = connections[db_router.read_alias()]
+        text, mode, limit, filters = _search_params(request.query_params, database)
+        provider = None if mode == "keyword" else _provider_or_400(database)
+        project_id = request.auth.project_id
         try:
             hits = search.find(database, provider, project_id, text, mode, filters, limit)
         except ai.EmbeddingError as exc:
@@ -74,7 +77,7 @@ class SearchView(APIView):
         return Response({"mode": mode, "results": _results(database, project_id, hits)})
 
 
-def _search_params(query_params):
+def _search_params(query_params, database):
     text = query_params.get("q", "").strip()
     if not text:
         raise exceptions.ValidationError({"q": ["A search text is required."]})
@@ -82,7 +85,8 @@ def _search_params(query_params):
         raise exceptions.ValidationError(
             {"q": [f"At most {settings.APM_SEARCH_MAX_QUERY_CHARS} characters."]}
         )
-    default_mode = "hybrid" if settings.EMBEDDING_PROVIDER != "none" else "keyword"
+    semantic = settings.EMBEDDING_PROVIDER != "none" and sketches.of(database).has_pgvector
+    default_mode = "hybrid" if semantic else "keyword"
     mode = query_params.get("mode", default_mode)
     if mode not in search.MODES:
         raise exceptions.ValidationError({"mode": [f"Use one of {', '.join(search.MODES)}."]})
@@ -112,9 +116,9 @@ class SimilarRequestsView(APIView):
     )
     def get(self, request, event_id):
         project_id = request.auth.project_id
-        provider = _provider_or_400()
-        limit = params.limit(request.query_params)
         database = connections[db_router.read_alias()]
+        provider = _provider_or_400(database)
+        limit = params.limit(request.query_params)
         hits = search.similar(database, provider, project_id, event_id, limit)
         if hits is None:
             raise exceptions.NotFound(

@@ -4,13 +4,17 @@ Both backends: the pgvector extension and the sketch functions. Portable: the ho
 rollup tables, the materialisation state and the triggers that mark changed hours.
 TimescaleDB: the hourly rollups as continuous aggregates with a refresh policy.
 
+A portable database on a server without pgvector stores sketches as bigint[] pairs
+[[bucket, count], ...] merged by the aggregate apm_sketch_merge (ARRAY_SKETCH_FUNCTIONS);
+TimescaleDB needs pgvector (its continuous aggregates cannot use a PL/pgSQL aggregate).
+
 The DDL is frozen as this migration first ran it (the live code never generates it):
 observability/tests/test_schema.py checks the database has what the code expects.
 """
 
 from django.db import migrations
 
-from observability.migrations._frozen import is_portable, run_all
+from observability.migrations._frozen import is_portable, offers_pgvector, run_all
 
 # Bucket of a latency (sketch.bucket_of: 1024 buckets, MIN_MS 0.01, GAMMA 1.018), and
 # the sketch of a set of bucket numbers, so that one aggregate expression,
@@ -35,7 +39,38 @@ SKETCH_FUNCTIONS = [
 ]
 DROP_SKETCH_FUNCTIONS = [
     "DROP FUNCTION IF EXISTS apm_sketch_of(integer[])",
+    "DROP AGGREGATE IF EXISTS apm_sketch_merge(bigint[])",
+    "DROP FUNCTION IF EXISTS apm_sketch_pairs(bigint[])",
+    "DROP FUNCTION IF EXISTS apm_sketch_add(bigint[], bigint[])",
     "DROP FUNCTION IF EXISTS apm_sketch_index(double precision)",
+]
+
+# Without pgvector: the same bucket function; a sketch is bigint[] pairs, merged by adding
+# each pair's count into a dense state (PL/pgSQL keeps the array expanded, no copies)
+# and compacted back into pairs.
+ARRAY_SKETCH_FUNCTIONS = [
+    SKETCH_FUNCTIONS[1],
+    """CREATE FUNCTION apm_sketch_add(state bigint[], sketch bigint[]) RETURNS bigint[]
+        LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+        DECLARE i integer;
+        BEGIN
+            IF state IS NULL THEN
+                state := array_fill(0::bigint, ARRAY[1024]);
+            END IF;
+            IF sketch IS NOT NULL THEN
+                FOR i IN 1 .. array_length(sketch, 1) LOOP
+                    state[sketch[i][1]] := state[sketch[i][1]] + sketch[i][2];
+                END LOOP;
+            END IF;
+            RETURN state;
+        END $$""",
+    """CREATE FUNCTION apm_sketch_pairs(state bigint[]) RETURNS bigint[]
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT array_agg(ARRAY[b, n] ORDER BY b) FROM unnest(state) WITH ORDINALITY AS c(n, b)
+        WHERE n > 0
+        $$""",
+    """CREATE AGGREGATE apm_sketch_merge(bigint[]) (
+        SFUNC = apm_sketch_add, STYPE = bigint[], FINALFUNC = apm_sketch_pairs)""",
 ]
 
 # Portable: each rollup table with the indexes its readers use (every analytics query
@@ -116,8 +151,15 @@ DROP_TIMESCALE = [
 
 
 def create_hourly_rollups(apps, schema_editor):
+    connection = schema_editor.connection
+    if not offers_pgvector(connection):
+        if not is_portable(connection):
+            raise RuntimeError("TimescaleDB needs the pgvector extension (vector) for sketches")
+        tables = [statement.replace("sparsevec(1024)", "bigint[]") for statement in PORTABLE_TABLES]
+        run_all(schema_editor, ARRAY_SKETCH_FUNCTIONS + tables + PORTABLE_BOOKKEEPING)
+        return
     run_all(schema_editor, SKETCH_FUNCTIONS)
-    if is_portable(schema_editor.connection):
+    if is_portable(connection):
         run_all(schema_editor, PORTABLE_TABLES + PORTABLE_BOOKKEEPING)
     else:
         run_all(schema_editor, TIMESCALE_AGGREGATES + TIMESCALE_POLICIES)

@@ -12,7 +12,7 @@ The DDL is frozen as this migration first ran it (the live code never generates 
 from django.conf import settings
 from django.db import migrations
 
-from observability.migrations._frozen import is_portable, run_all
+from observability.migrations._frozen import is_portable, run_all, sketches_in_pgvector
 
 PORTABLE_TABLES = [
     'CREATE TABLE "apm_rollup_endpoint_daily" (bucket timestamptz NOT NULL, project_id bigint NOT NULL, "service" varchar(128) NOT NULL, "endpoint" varchar(512) NOT NULL, "method" varchar(16) NOT NULL, "status_class" smallint NOT NULL, "environment" varchar(64) NOT NULL, hits bigint NOT NULL, apdex_satisfied bigint NOT NULL, apdex_tolerating bigint NOT NULL, latency_sum double precision NOT NULL, latency_min double precision NOT NULL, latency_max double precision NOT NULL, sketch sparsevec(1024) NOT NULL)',
@@ -61,7 +61,10 @@ DROP_TIMESCALE = [
 
 def create_daily_rollups(apps, schema_editor):
     if is_portable(schema_editor.connection):
-        run_all(schema_editor, PORTABLE_TABLES)
+        tables = PORTABLE_TABLES
+        if not sketches_in_pgvector(schema_editor.connection):  # as 0003 chose
+            tables = [statement.replace("sparsevec(1024)", "bigint[]") for statement in tables]
+        run_all(schema_editor, tables)
         return
     run_all(schema_editor, TIMESCALE_AGGREGATES)
     run = schema_editor.execute

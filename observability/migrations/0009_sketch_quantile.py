@@ -8,6 +8,8 @@ sketch's constants (MIN_MS 0.01, GAMMA 1.018) are frozen here as the migration r
 
 from django.db import migrations
 
+from observability.migrations._frozen import run_all, sketches_in_pgvector
+
 QUANTILE = """
 CREATE FUNCTION apm_sketch_quantile(sketch vector, q double precision) RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path FROM CURRENT AS $$
@@ -26,12 +28,40 @@ $$
 """
 
 
+# The same reading of bigint[] pairs, where sketches are stored without pgvector.
+QUANTILE_OF_PAIRS = """
+CREATE FUNCTION apm_sketch_quantile(sketch bigint[], q double precision) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    WITH counts AS (
+        SELECT sketch[i][1] AS bucket, sketch[i][2] AS n FROM generate_subscripts(sketch, 1) AS i
+    ), cumulative AS (
+        SELECT bucket, sum(n) OVER (ORDER BY bucket) AS running, sum(n) OVER () AS total
+        FROM counts
+    )
+    SELECT CASE WHEN bucket = 1 THEN 0.01::double precision
+                ELSE 2 * 0.01 * power(1.018::double precision, bucket - 1) / (1 + 1.018)
+           END
+    FROM cumulative
+    WHERE total > 0 AND running >= greatest(ceil(q * total - 1e-9), 1) - 1e-6
+    ORDER BY bucket
+    LIMIT 1
+$$
+"""
+
+
+def create_quantile_function(apps, schema_editor):
+    in_pgvector = sketches_in_pgvector(schema_editor.connection)
+    run_all(schema_editor, [QUANTILE if in_pgvector else QUANTILE_OF_PAIRS])
+
+
+def drop_quantile_function(apps, schema_editor):
+    run_all(schema_editor, [
+        "DROP FUNCTION IF EXISTS apm_sketch_quantile(vector, double precision)",
+        "DROP FUNCTION IF EXISTS apm_sketch_quantile(bigint[], double precision)",
+    ])  # fmt: skip
+
+
 class Migration(migrations.Migration):
     dependencies = [("observability", "0008_embeddings")]
 
-    operations = [
-        migrations.RunSQL(
-            QUANTILE,
-            "DROP FUNCTION IF EXISTS apm_sketch_quantile(vector, double precision)",
-        )
-    ]
+    operations = [migrations.RunPython(create_quantile_function, drop_quantile_function)]

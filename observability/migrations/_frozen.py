@@ -19,3 +19,21 @@ def is_portable(connection) -> bool:
 def run_all(schema_editor, statements) -> None:
     for statement in statements:
         schema_editor.execute(statement, params=None)
+
+
+def offers_pgvector(connection) -> bool:
+    """Whether the server has the pgvector extension to install (migration 0003 decides
+    from this how sketches are stored; later migrations follow that choice)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector')")
+        return cursor.fetchone()[0]
+
+
+def sketches_in_pgvector(connection) -> bool:
+    """True if 0003 stored sketches as pgvector's sparsevec, False for bigint[] pairs."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT format_type(atttypid, atttypmod) LIKE 'sparsevec%' FROM pg_attribute "
+            "WHERE attrelid = 'apm_rollup_endpoint_hourly'::regclass AND attname = 'sketch'"
+        )
+        return cursor.fetchone()[0]

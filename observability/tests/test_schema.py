@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from observability.analytics import backend, partitions, rollups
+from observability.analytics import backend, partitions, rollups, sketches
 from observability.checks import analytics_backend_check
 from observability.models import ApiRequest
 from observability.tests.utils import make_request
@@ -164,7 +164,7 @@ def test_every_rollup_has_the_columns_the_code_reads_and_writes():
                 [rollup.table],
             )
         )
-        expected = rollup.expected_columns()
+        expected = rollup.expected_columns(sketches.of(connection))
         if timescale:
             # A continuous aggregate's sketch is the function's result: sparsevec without
             # the dimension the portable table declares.
