@@ -25,7 +25,9 @@ def offers_pgvector(connection) -> bool:
     """Whether the server has the pgvector extension to install (migration 0003 decides
     from this how sketches are stored; later migrations follow that choice)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector')")
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector')"
+        )
         return cursor.fetchone()[0]
 
 
