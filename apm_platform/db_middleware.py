@@ -1,19 +1,22 @@
-"""Marks each request's routing state and remembers which clients wrote.
+"""Each request's routing state: which database it reads, who wrote, and one retry.
 
 Writes (unsafe methods) read from the primary for their whole request. After a
-successful write, the client is remembered as having written: on its API key
-(ApiKey.last_write_at, checked when the key authenticates) or in its browser session,
-so that its reads for READ_AFTER_WRITE_TTL seconds, served by any worker, go to the
-primary too.
+successful write, the project is remembered as having written (Project.last_write_at,
+checked when any of its keys authenticates) and so is the browser session, so that
+reads of the project for READ_AFTER_WRITE_TTL seconds, served by any worker, go to the
+primary too. A read-only request whose replica failed for a connection reason (it died,
+or stopped answering until the TCP keepalives gave up) is marked down and the request
+is run again on the primary, once.
 """
 
 from __future__ import annotations
 
+from django.db import DEFAULT_DB_ALIAS
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from apm_platform import db_routing
+from apm_platform import db_router, db_routing
 
 SESSION_KEY = "apm_wrote_at"
 
@@ -23,13 +26,27 @@ class DatabaseRoutingMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        with db_routing.request_scope(request.method):
+        with db_routing.request_scope(request.method) as routing:
             if self._session_wrote_recently(request):
                 db_routing.pin_to_primary()
             response = self.get_response(request)
-            if request.method not in db_routing.SAFE_METHODS and 200 <= response.status_code < 300:
+            if routing.should_retry_on_primary(DEFAULT_DB_ALIAS):
+                response = self._retry_on_primary(request, routing)
+            if not routing.safe and 200 <= response.status_code < 300:
                 self._remember_write(request)
             return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        # Views outside the API (DRF's handler notes its own): a failed replica read.
+        db_routing.note_database_error(exception)
+
+    def _retry_on_primary(self, request: HttpRequest, routing: db_routing.Routing):
+        failed = routing.read_alias
+        db_router.mark_unreachable(failed, "a request's connection to it failed")
+        db_router.RETRIES.labels(failed).inc()
+        routing.retried, routing.connection_failed = True, False
+        db_routing.pin_to_primary()
+        return self.get_response(request)
 
     @staticmethod
     def _session_wrote_recently(request: HttpRequest) -> bool:
@@ -42,8 +59,9 @@ class DatabaseRoutingMiddleware:
     @staticmethod
     def _remember_write(request: HttpRequest) -> None:
         key = getattr(request, "auth", None)
-        if key is not None and hasattr(key, "record_write"):
-            key.record_write()
+        project = getattr(key, "project", None)
+        if project is not None and hasattr(project, "record_write"):
+            project.record_write()
         session = getattr(request, "session", None)
         if session is not None and session.session_key:
             session[SESSION_KEY] = timezone.now().isoformat()

@@ -2,11 +2,14 @@
 
 /healthz answers as long as the process serves requests; /readyz only when the
 database answers and every migration is applied, so a load balancer or Compose
-health check sends traffic to an instance that can actually serve it.
+health check sends traffic to an instance that can actually serve it. Only the
+monitoring path (a direct connection from a loopback or private address, not through
+the proxy) gets the details, database errors included; anyone else gets the status.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 from django.conf import settings
@@ -30,11 +33,27 @@ def readyz(request: HttpRequest) -> JsonResponse:
     if checks["database"]["ok"]:
         checks["migrations"] = _check_migrations()
     ready = all(check["ok"] for check in checks.values())
-    body = {"status": "ok" if ready else "unavailable", "checks": checks}
+    status = 200 if ready else 503
+    body = {"status": "ok" if ready else "unavailable"}
+    if not from_monitoring(request):
+        return JsonResponse(body, status=status)
+    body["checks"] = checks
     if settings.DATABASE_REPLICAS:
         # Informational: reads fall back to the primary, so a replica never makes us unready.
         body["replicas"] = {alias: _replica_report(alias) for alias in settings.DATABASE_REPLICAS}
-    return JsonResponse(body, status=200 if ready else 503)
+    return JsonResponse(body, status=status)
+
+
+def from_monitoring(request: HttpRequest) -> bool:
+    """A probe on the private network: a loopback or private peer, and not a request the
+    proxy forwarded (the shipped Nginx sets X-Forwarded-For on every request it passes)."""
+    if "HTTP_X_FORWARDED_FOR" in request.META:
+        return False
+    try:
+        peer = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return peer.is_loopback or peer.is_private
 
 
 def _replica_report(alias: str) -> dict:
@@ -43,6 +62,7 @@ def _replica_report(alias: str) -> dict:
         "usable": status.usable,
         "reachable": status.reachable,
         "in_recovery": status.in_recovery,
+        "wal_receiver": status.receiver,
         "lag_s": status.lag_s,
         "error": status.error,
     }

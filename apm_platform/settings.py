@@ -94,7 +94,33 @@ else:
         data_dir=BASE_DIR / ".data" / "pg", port=env_int("EMBEDDED_DB_PORT", 54329, minimum=1)
     )
     _default_db = dj_database_url.parse(EMBEDDED_DATABASE.url(), conn_max_age=DATABASE_CONN_MAX_AGE)
+
+
+def _connection_options(connect_timeout_s: int) -> dict:
+    """libpq options of every database alias: a server that stops answering must not hold
+    a worker. TCP keepalives notice a silent peer of an idle or waiting connection, and
+    tcp_user_timeout one that stops acknowledging what we send."""
+    idle, interval, count = DATABASE_KEEPALIVE_IDLE_S, DATABASE_KEEPALIVE_INTERVAL_S, 3
+    return {
+        "connect_timeout": connect_timeout_s,
+        "keepalives": 1,
+        "keepalives_idle": idle,
+        "keepalives_interval": interval,
+        "keepalives_count": count,
+        "tcp_user_timeout": (idle + interval * count) * 1000,
+    }
+
+
+# Seconds before a connection attempt to the primary gives up.
+DATABASE_CONNECT_TIMEOUT_S = env_int("DATABASE_CONNECT_TIMEOUT_S", 5, minimum=1)
+# An unanswered connection is probed after this many idle seconds, then every interval.
+DATABASE_KEEPALIVE_IDLE_S = env_int("DATABASE_KEEPALIVE_IDLE_S", 10, minimum=1)
+DATABASE_KEEPALIVE_INTERVAL_S = env_int("DATABASE_KEEPALIVE_INTERVAL_S", 5, minimum=1)
 _default_db["CONN_HEALTH_CHECKS"] = True
+_default_db["OPTIONS"] = {
+    **_connection_options(DATABASE_CONNECT_TIMEOUT_S),
+    **_default_db.get("OPTIONS", {}),
+}
 DATABASES = {"default": _default_db}
 
 # Read replicas (comma-separated URLs) for the primary/replica router (db_router.py).
@@ -109,8 +135,8 @@ for _index, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
     _replica = dj_database_url.parse(_url, conn_max_age=DATABASE_CONN_MAX_AGE)
     _replica["CONN_HEALTH_CHECKS"] = True
     _replica["OPTIONS"] = {
+        **_connection_options(REPLICA_CONNECT_TIMEOUT_S),
         **_replica.get("OPTIONS", {}),
-        "connect_timeout": REPLICA_CONNECT_TIMEOUT_S,
     }
     _replica["TEST"] = {"MIRROR": "default"}
     DATABASES[f"replica{_index}"] = _replica
@@ -119,9 +145,13 @@ DATABASE_ROUTERS = ["apm_platform.db_router.PrimaryReplicaRouter"]
 # Models whose reads the router may send to a replica (the KPI and search queries choose
 # their database with db_router.read_alias()). Everything else reads the primary.
 DATABASE_REPLICA_READ_MODELS = ["observability.ApiRequest", "observability.DimensionValue"]
-# Seconds a client reads from the primary after it wrote (read-after-write).
+# The longest a statement may run in a web worker (an API or page request) and in the
+# scheduler's jobs, in milliseconds (0: no limit); see db_timeouts.py.
+APM_API_STATEMENT_TIMEOUT_MS = env_int("APM_API_STATEMENT_TIMEOUT_MS", 15_000, minimum=0)
+APM_JOB_STATEMENT_TIMEOUT_MS = env_int("APM_JOB_STATEMENT_TIMEOUT_MS", 1_800_000, minimum=0)
+# Seconds a project's reads go to the primary after it wrote (read-after-write).
 READ_AFTER_WRITE_TTL = env_float("READ_AFTER_WRITE_TTL", 5.0)
-# A replica whose replay lag exceeds this many seconds is skipped.
+# A replica more than this many seconds behind the primary's WAL position is skipped.
 REPLICA_MAX_LAG_S = env_float("REPLICA_MAX_LAG_S", 2.0)
 # How long a replica's health (reachable, lag) is trusted before it is checked again.
 REPLICA_CHECK_INTERVAL_S = env_float("REPLICA_CHECK_INTERVAL_S", 1.0)
@@ -146,6 +176,10 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # Behind the Nginx TLS proxy, which sets X-Forwarded-Proto.
 if env_bool("USE_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # The proxy does both (docker/nginx/conf.d/default.conf): it redirects plain HTTP to
+    # HTTPS (but for the health probes) and sends Strict-Transport-Security, so Django
+    # doing them too would only repeat them.
+    SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 # Probes and scrapers talk plain HTTP inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
@@ -170,6 +204,7 @@ MIDDLEWARE = [
     "apm_platform.telemetry.RequestTelemetryMiddleware",
     # Before anything reads a body: chunked bodies are read whole here.
     "apm_platform.chunked.ChunkedBodyMiddleware",
+    "apm_platform.input_guards.RejectNulParameters",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -212,6 +247,15 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+# Shared by every worker and node (login throttling): a table in the database
+# (migration 0014 creates it).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "apm_cache"}
+}
+# Failed logins allowed per user name and per address within the window (seconds).
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_FAILURE_WINDOW_S = env_int("LOGIN_FAILURE_WINDOW_S", 900, minimum=1)
+
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # In development WhiteNoise serves straight from the apps; images run collectstatic.
@@ -221,6 +265,7 @@ WHITENOISE_USE_FINDERS = DEBUG
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["observability.api.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["observability.api.auth.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["observability.api.auth.ReadRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -279,6 +324,9 @@ APM_IDEMPOTENCY_TTL_HOURS = env_int("APM_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
 # Per API key: sustained events per second (0: no limit) and the burst allowed above it.
 APM_INGEST_RATE_LIMIT = env_int("APM_INGEST_RATE_LIMIT", 100_000, minimum=0)
 APM_INGEST_RATE_BURST = env_int("APM_INGEST_RATE_BURST", 200_000, minimum=1)
+# Per API key: read requests per second (0: unlimited) and the burst above it; 429 past it.
+APM_READ_RATE_LIMIT = env_int("APM_READ_RATE_LIMIT", 50, minimum=0)
+APM_READ_RATE_BURST = env_int("APM_READ_RATE_BURST", 200, minimum=1)
 # A key's last-use time is written at most this often, so reads rarely write.
 APM_API_KEY_TOUCH_INTERVAL_S = env_int("APM_API_KEY_TOUCH_INTERVAL_S", 60, minimum=0)
 
@@ -299,6 +347,11 @@ EMBEDDING_MAX_ATTEMPTS = env_int("EMBEDDING_MAX_ATTEMPTS", 5, minimum=1)
 APM_SEARCH_MAX_QUERY_CHARS = env_int("APM_SEARCH_MAX_QUERY_CHARS", 500, minimum=1)
 # HNSW search breadth: higher finds more of the true nearest neighbours, slower.
 APM_SEARCH_EF_SEARCH = env_int("APM_SEARCH_EF_SEARCH", 100, minimum=1)
+# Bounds of one search: index tuples a semantic scan may visit looking for the project's
+# documents, documents a keyword search ranks, and the default window (days back).
+APM_SEARCH_MAX_SCAN_TUPLES = env_int("APM_SEARCH_MAX_SCAN_TUPLES", 20_000, minimum=1)
+APM_SEARCH_MAX_DOCUMENTS = env_int("APM_SEARCH_MAX_DOCUMENTS", 10_000, minimum=1)
+APM_SEARCH_DEFAULT_DAYS = env_int("APM_SEARCH_DEFAULT_DAYS", 7, minimum=1)
 
 # --- Telemetry ------------------------------------------------------------------
 # Set for multi-worker servers (gunicorn): prometheus_client reads the same variable

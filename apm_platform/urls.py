@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from apm_platform import health, telemetry
+from apm_platform import health, login_throttle, telemetry
 from observability.api import urls as api_urls
 
 urlpatterns = [
@@ -12,6 +12,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", telemetry.metrics_view, name="metrics"),
+    path("admin/login/", login_throttle.throttled(admin.site.login), name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/", include(api_urls)),
     *api_urls.otlp,

@@ -20,6 +20,9 @@ class Project(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The project's last successful write: reads by any of its keys go to the primary for
+    # READ_AFTER_WRITE_TTL seconds after (db_routing.py).
+    last_write_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         db_table = "apm_project"
@@ -27,6 +30,14 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def record_write(self) -> None:
+        """Remember that this project was written to, at most once a second."""
+        now = timezone.now()
+        if self.last_write_at is not None and now - self.last_write_at < timedelta(seconds=1):
+            return
+        Project.objects.filter(pk=self.pk).update(last_write_at=now)
+        self.last_write_at = now
 
 
 class ApiKeyQuerySet(models.QuerySet):
@@ -58,9 +69,10 @@ class ApiKey(models.Model):
     of randomness, so it cannot be brute-forced, and every API call verifies it.
     """
 
-    SCOPE_INGEST = "ingest"
-    SCOPE_READ = "read"
-    SCOPES = (SCOPE_INGEST, SCOPE_READ)
+    SCOPE_INGEST = "ingest"  # send data: ingest, OTLP, create one record
+    SCOPE_READ = "read"  # query: records, KPIs, search
+    SCOPE_ADMIN = "admin"  # change or delete what is stored (DELETE of a record)
+    SCOPES = (SCOPE_INGEST, SCOPE_READ, SCOPE_ADMIN)
     KEY_MARKER = "apm_"
     PREFIX_BYTES = 6
 
@@ -72,8 +84,6 @@ class ApiKey(models.Model):
     scopes = ArrayField(models.CharField(max_length=16, choices=[(s, s) for s in SCOPES]))
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # The key's last successful write: its reads go to the primary for a few seconds after.
-    last_write_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
@@ -111,14 +121,6 @@ class ApiKey(models.Model):
     def revoke(self) -> None:
         self.revoked_at = timezone.now()
         self.save(update_fields=["revoked_at"])
-
-    def record_write(self) -> None:
-        """Remember that this key wrote (read-after-write), at most once a second."""
-        now = timezone.now()
-        if self.last_write_at is not None and now - self.last_write_at < timedelta(seconds=1):
-            return
-        ApiKey.objects.filter(pk=self.pk).update(last_write_at=now)
-        self.last_write_at = now
 
     def touch(self) -> None:
         """Record use, at most once per interval.
@@ -263,18 +265,24 @@ class Overflow(models.Model):
         return f"{self.dimension} {self.scope}: {self.events} overflowed"
 
 
-class IngestBucket(models.Model):
-    """Token bucket of one API key's ingest rate (events per second)."""
+class RateBucket(models.Model):
+    """Token bucket of one API key: ingest (events per second) or reads (requests per
+    second), shared by every worker (observability/ratelimit.py)."""
 
-    key = models.OneToOneField(ApiKey, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    INGEST = "ingest"
+    READ = "read"
+
+    pk = models.CompositePrimaryKey("key_id", "kind")
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=[(INGEST, INGEST), (READ, READ)])
     tokens = models.FloatField()
     updated_at = models.DateTimeField()
 
     class Meta:
-        db_table = "apm_ingest_bucket"
+        db_table = "apm_rate_bucket"
 
     def __str__(self) -> str:
-        return f"bucket of key {self.key_id}: {self.tokens:.0f} events"
+        return f"{self.kind} bucket of key {self.key_id}: {self.tokens:.0f} tokens"
 
 
 class ServiceSettingsQuerySet(models.QuerySet):
@@ -354,7 +362,7 @@ class RequestDocument(models.Model):
     pk = models.CompositePrimaryKey("project_id", "event_id", "time")
     event_id = models.UUIDField()
     time = models.DateTimeField()
-    # No index of its own: searches find rows by (doc_hash, project), retention by time.
+    # No index of its own: searches find rows by (doc_hash, project, time), retention by time.
     project = models.ForeignKey(
         Project, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
@@ -364,8 +372,9 @@ class RequestDocument(models.Model):
     class Meta:
         db_table = "apm_request_document"
         indexes = [
-            # Search results: the requests of one project that read as these documents.
-            models.Index(fields=["doc_hash", "project"], name="apm_reqdoc_hash_project"),
+            # Search: whether a project has requests reading as a document (in a window),
+            # and the latest of them, in index order.
+            models.Index(fields=["doc_hash", "project", "-time"], name="apm_reqdoc_hash_time"),
             # Retention deletes by time.
             models.Index(fields=["time"], name="apm_reqdoc_time"),
         ]

@@ -7,10 +7,13 @@ connection is (pg_is_in_recovery()) and what it executed.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 import uuid
 from datetime import timedelta
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -18,10 +21,16 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from apm_platform import db_router
+from apm_platform import db_router, db_routing
 from apm_platform.processes import free_port
-from observability.models import ApiRequest
-from observability.tests.utils import client_with, event_payload, make_key, make_project
+from observability.models import ApiRequest, Project
+from observability.tests.utils import (
+    client_with,
+    event_payload,
+    make_key,
+    make_project,
+    make_request,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -93,14 +102,19 @@ def test_without_replicas_everything_uses_the_primary(project):
     assert db_router.read_alias() == DEFAULT_DB_ALIAS
 
 
+def forget_writes(project) -> None:
+    """As if the project's last write were older than the read-after-write TTL."""
+    Project.objects.filter(pk=project.pk).update(last_write_at=None)
+
+
 def test_reads_go_to_the_replica_and_writes_to_the_primary(routed, project):
     key = make_key(project)
     assert (
         client_with(key).post("/api/v1/ingest/", [event_payload()], format="json").status_code
         == 200
     )
-    wait_replayed()
-    other_key = make_key(project, name="reader")  # never wrote: not pinned
+    other_key = make_key(project, name="reader")
+    forget_writes(project)
     wait_replayed()
 
     with CaptureQueriesContext(connections[REPLICA]) as on_replica:
@@ -119,31 +133,29 @@ def test_reads_inside_a_transaction_use_the_primary(routed, project):
     assert ApiRequest.objects.all().db == REPLICA
 
 
-def test_a_client_reads_its_own_write_even_while_the_replica_lags(routed, project, settings):
+def test_every_key_of_a_project_reads_its_writes_while_the_replica_lags(routed, project, settings):
     settings.REPLICA_MAX_LAG_S = 3600  # the replica stays "healthy": only pinning protects
-    writer, bystander = make_key(project), make_key(project, name="bystander")
+    ingest_key = make_key(project, scopes=["ingest"])
+    dashboard_key = make_key(project, scopes=["read"], name="dashboard")
     wait_replayed()
     pause_replay()
     try:
         event = event_payload()
-        assert (
-            client_with(writer).post("/api/v1/ingest/", [event], format="json").status_code == 200
-        )
+        response = client_with(ingest_key).post("/api/v1/ingest/", [event], format="json")
+        assert response.status_code == 200
 
-        mine = client_with(writer).get("/api/v1/requests/").json()["results"]
-        theirs = client_with(bystander).get("/api/v1/requests/").json()["results"]
+        with CaptureQueriesContext(connections[REPLICA]) as on_replica:
+            seen = client_with(dashboard_key).get("/api/v1/requests/").json()["results"]
     finally:
         resume_replay()
 
-    assert [row["event_id"] for row in mine] == [event["event_id"]]  # read-after-write
-    assert theirs == []  # another client may read stale data, within the lag bound
+    assert [row["event_id"] for row in seen] == [event["event_id"]]  # read-after-write
+    assert not on_replica.captured_queries  # pinned to the primary, although another key
 
 
 def test_the_pin_expires_after_the_ttl(routed, project, settings):
-    from observability.models import ApiKey
-
     key = make_key(project)
-    ApiKey.objects.filter(prefix=ApiKey.prefix_of(key)).update(
+    Project.objects.filter(pk=project.pk).update(
         last_write_at=timezone.now() - timedelta(seconds=settings.READ_AFTER_WRITE_TTL + 1)
     )
     wait_replayed()
@@ -192,7 +204,7 @@ def test_a_stopped_replica_is_skipped_without_an_error(routed, project, settings
 
 def test_readyz_and_metrics_show_the_replica(routed, project):
     wait_replayed()
-    client_with(make_key(project)).get("/api/v1/requests/")  # after the key write: pinned
+    client_with(make_key(project)).get("/api/v1/requests/")
     db_router.forget_status()
 
     ready = client_with(None).get("/readyz").json()
@@ -232,3 +244,125 @@ def pause_replay() -> None:
 def resume_replay() -> None:
     with connections[REPLICA].cursor() as cursor:
         cursor.execute("SELECT pg_wal_replay_resume()")
+
+
+# --- Failures: a replica that dies, stops answering, or is cut off its primary -----------
+
+IPTABLES = shutil.which("iptables") or "/usr/sbin/iptables"
+
+
+@pytest.fixture
+def trusted_replica(routed, settings):
+    """The router trusts its last probe for the whole test, as it does between probes: a
+    failure can only be noticed by the request that meets it."""
+    settings.REPLICA_CHECK_INTERVAL_S = 3600
+    wait_replayed()
+    assert db_router.read_alias() == REPLICA  # probed: usable, and connected
+    return routed
+
+
+def reader(project) -> str:
+    key = make_key(project, scopes=["read"], name=f"reader-{uuid.uuid4().hex[:6]}")
+    forget_writes(project)
+    return key
+
+
+def test_a_replica_that_dies_is_retried_on_the_primary_in_the_same_request(
+    trusted_replica, project, client
+):
+    key = reader(project)
+    make_request(project)
+    forget_writes(project)
+    in_recovery(REPLICA)  # the connection the request will use is open
+    trusted_replica.stop()
+    try:
+        response = client_with(key).get("/api/v1/requests/")
+        kpis = client_with(key).get("/api/v1/kpis/")
+
+        assert response.status_code == 200, response.content
+        assert len(response.json()["results"]) == 1  # the primary answered
+        assert kpis.status_code == 200
+        status = db_router.replica_status(REPLICA)
+        assert not status.reachable and "failed" in status.error
+        metrics = client.get("/metrics").content.decode()
+        assert f'apm_db_read_retries_total{{database="{REPLICA}"}} 1.0' in metrics
+    finally:
+        trusted_replica.start()
+
+
+@pytest.mark.skipif(not Path(IPTABLES).exists(), reason="needs iptables (.ci/run installs it)")
+def test_a_replica_that_stops_answering_does_not_hold_the_request(trusted_replica, project):
+    """Packets to and from the replica are dropped (as when its host dies or the network
+    splits): the TCP keepalives and tcp_user_timeout end the wait, the request is served
+    by the primary."""
+    connections[REPLICA].close()
+    connections[REPLICA].settings_dict["OPTIONS"] = {
+        "connect_timeout": 2, "keepalives": 1, "keepalives_idle": 1, "keepalives_interval": 1,
+        "keepalives_count": 2, "tcp_user_timeout": 3000,
+    }  # fmt: skip
+    in_recovery(REPLICA)  # connected, with those options
+    key = reader(project)
+    port = str(trusted_replica.port)
+    rules = [["OUTPUT", "-p", "tcp", "--dport", port, "-j", "DROP"],
+             ["OUTPUT", "-p", "tcp", "--sport", port, "-j", "DROP"]]  # fmt: skip
+    for rule in rules:
+        subprocess.run([IPTABLES, "-I", *rule], check=True)
+    try:
+        started = time.monotonic()
+        response = client_with(key).get("/api/v1/kpis/")
+        elapsed = time.monotonic() - started
+    finally:
+        for rule in rules:
+            subprocess.run([IPTABLES, "-D", *rule], check=True)
+    connections[REPLICA].close()
+
+    assert response.status_code == 200, response.content
+    assert elapsed < 30, f"the request waited {elapsed:.0f}s for a silent replica"
+    assert not db_router.replica_status(REPLICA).reachable
+
+
+def test_a_replica_cut_off_from_its_primary_is_not_read(routed, project):
+    """Its WAL receiver stops, so it has replayed all it received: it must still not count
+    as fresh."""
+    wait_replayed()
+    with connections[REPLICA].cursor() as cursor:
+        cursor.execute("SHOW primary_conninfo")
+        conninfo = cursor.fetchone()[0]
+        cursor.execute("ALTER SYSTEM SET primary_conninfo = ''")
+        cursor.execute("SELECT pg_reload_conf()")
+    try:
+        wait_for(lambda: db_router.replica_status(REPLICA).receiver is None)
+        make_request(project)  # the primary moves on; the replica does not
+
+        assert db_router.read_alias() == DEFAULT_DB_ALIAS
+        ready = client_with(None).get("/readyz").json()["replicas"][REPLICA]
+        assert ready["usable"] is False and ready["wal_receiver"] is None
+    finally:
+        with connections[REPLICA].cursor() as cursor:
+            cursor.execute("ALTER SYSTEM SET primary_conninfo = %s", [conninfo])
+            cursor.execute("SELECT pg_reload_conf()")
+    wait_for(lambda: db_router.replica_status(REPLICA).receiver == "streaming")
+    wait_replayed()
+    assert db_router.read_alias() == REPLICA
+
+
+def test_one_request_reads_one_database(routed, project, settings):
+    """The choice is made once per request: two replicas that lag differently would
+    otherwise give one answer from two points in time."""
+    settings.DATABASE_REPLICAS = [REPLICA, DEFAULT_DB_ALIAS]  # round robin over two
+    key = reader(project)
+    wait_replayed()
+    used = []
+    with db_routing.request_scope("GET"):
+        for _ in range(4):
+            used.append(db_router.read_alias())
+
+    assert len(set(used)) == 1
+    assert client_with(key).get("/api/v1/search/", {"q": "cart"}).status_code == 200
+
+
+def wait_for(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils import timezone
 from psycopg import sql
 
 from observability.ai import Provider, vector_literal
@@ -25,32 +26,78 @@ MODES = ("semantic", "keyword", "hybrid")
 RRF_K = 60
 # Hybrid search fuses this many hits of each ranking (at least the results wanted).
 HYBRID_DEPTH = 20
-# Requests sharing a document share its distance; fetch more candidates than results so
-# that filters (service, time) still leave enough.
-CANDIDATES_PER_RESULT = 10
+# Documents ranked per search: many requests share a document, so a few documents give
+# enough requests; the filters run inside the candidate scans, so every candidate counts.
+CANDIDATES_PER_RESULT = 5
+MIN_CANDIDATES = 50
 
-NEAREST = """
-WITH nearest AS MATERIALIZED (
-    SELECT doc_hash, embedding::vector({dim}) <=> %(vector)s::vector({dim}) AS distance
-    FROM apm_embedding
-    WHERE model = %(model)s AND dim = {dim}
-    ORDER BY embedding::vector({dim}) <=> %(vector)s::vector({dim})
-    LIMIT %(candidates)s
-)
+# Nearest documents that the project's requests (in the window) read as. The project
+# filter runs inside the HNSW scan: with pgvector's iterative scans the index keeps
+# walking until enough documents pass it (bounded by hnsw.max_scan_tuples), so a small
+# project finds its nearest documents however much other projects hold.
+NEAREST_BY_INDEX = """
+SELECT e.doc_hash, e.embedding::vector({dim}) <=> %(vector)s::vector({dim}) AS distance
+FROM apm_embedding AS e
+WHERE e.model = %(model)s AND e.dim = {dim}
+  AND EXISTS (SELECT 1 FROM apm_request_document AS r
+              WHERE r.doc_hash = e.doc_hash AND r.project_id = %(project)s {filters})
+ORDER BY e.embedding::vector({dim}) <=> %(vector)s::vector({dim})
+LIMIT %(candidates)s
+"""
+# When the index scan gives too few (an approximate graph may end its walk before it
+# reaches a project's few documents): every document of the project's requests in the
+# window, at most APM_SEARCH_MAX_DOCUMENTS, compared exactly.
+NEAREST_EXACTLY = """
+SELECT e.doc_hash, e.embedding::vector({dim}) <=> %(vector)s::vector({dim}) AS distance
+FROM (SELECT DISTINCT r.doc_hash FROM apm_request_document AS r
+      WHERE r.project_id = %(project)s {filters} LIMIT %(max_documents)s) AS d
+JOIN apm_embedding AS e ON e.doc_hash = d.doc_hash AND e.model = %(model)s AND e.dim = {dim}
+ORDER BY distance
+LIMIT %(candidates)s
+"""
+# Then the latest requests reading as each nearest document (LATERAL, in the order of the
+# (doc_hash, project_id, time) index).
+REQUESTS_OF_NEAREST = """
+WITH nearest AS MATERIALIZED ({nearest})
 SELECT r.event_id, r.time, 1 - n.distance AS score
-FROM nearest AS n JOIN apm_request_document AS r ON r.doc_hash = n.doc_hash
-WHERE r.project_id = %(project)s {filters}
+FROM nearest AS n
+CROSS JOIN LATERAL (
+    SELECT r.event_id, r.time FROM apm_request_document AS r
+    WHERE r.doc_hash = n.doc_hash AND r.project_id = %(project)s {filters}
+    ORDER BY r.time DESC
+    LIMIT %(limit)s
+) AS r
 ORDER BY n.distance, r.time DESC
 LIMIT %(limit)s
 """
+NEAREST = REQUESTS_OF_NEAREST.replace("{nearest}", NEAREST_BY_INDEX)
 
+# Documents matching the words among those the project's requests (in the window) read
+# as, at most APM_SEARCH_MAX_DOCUMENTS of them ranked (a common word matches most
+# documents: the bound keeps the cost fixed), then the latest requests of the best.
 KEYWORD = """
-SELECT r.event_id, r.time, ts_rank_cd(d.search, query) AS score
-FROM apm_document AS d
-JOIN apm_request_document AS r ON r.doc_hash = d.doc_hash,
-     websearch_to_tsquery('simple', %(q)s) AS query
-WHERE d.search @@ query AND r.project_id = %(project)s {filters}
-ORDER BY score DESC, r.time DESC
+WITH matching AS MATERIALIZED (
+    SELECT d.doc_hash, d.search
+    FROM apm_document AS d
+    WHERE d.search @@ websearch_to_tsquery('simple', %(q)s)
+      AND EXISTS (SELECT 1 FROM apm_request_document AS r
+                  WHERE r.doc_hash = d.doc_hash AND r.project_id = %(project)s {filters})
+    LIMIT %(max_documents)s
+), best AS MATERIALIZED (
+    SELECT doc_hash, ts_rank_cd(search, websearch_to_tsquery('simple', %(q)s)) AS score
+    FROM matching
+    ORDER BY score DESC
+    LIMIT %(candidates)s
+)
+SELECT r.event_id, r.time, b.score
+FROM best AS b
+CROSS JOIN LATERAL (
+    SELECT r.event_id, r.time FROM apm_request_document AS r
+    WHERE r.doc_hash = b.doc_hash AND r.project_id = %(project)s {filters}
+    ORDER BY r.time DESC
+    LIMIT %(limit)s
+) AS r
+ORDER BY b.score DESC, r.time DESC
 LIMIT %(limit)s
 """
 
@@ -99,13 +146,20 @@ def find(connection: BaseDatabaseWrapper, provider: Provider | None, project_id:
     return hits
 
 
+def default_start() -> datetime:
+    """Searches without a start look this far back (APM_SEARCH_DEFAULT_DAYS)."""
+    return timezone.now() - timedelta(days=settings.APM_SEARCH_DEFAULT_DAYS)
+
+
 def similar(connection: BaseDatabaseWrapper, provider: Provider, project_id: int,
             event_id: uuid.UUID, limit: int) -> list[Hit] | None:  # fmt: skip
-    """The requests nearest to one request; None until the backfill has embedded it."""
+    """The requests nearest to one request (within the default window); None until the
+    backfill has embedded it."""
     vector = embedding_of_request(connection, provider, project_id, event_id)
     if vector is None:
         return None
-    hits = semantic(connection, provider, project_id, vector, SearchFilters(), limit + 1)
+    window = SearchFilters(start=default_start())
+    hits = semantic(connection, provider, project_id, vector, window, limit + 1)
     return [hit for hit in hits if hit[0] != event_id][:limit]
 
 
@@ -132,23 +186,45 @@ def requests_of(connection: BaseDatabaseWrapper, project_id: int, hits: list[Hit
 
 def semantic(connection: BaseDatabaseWrapper, provider: Provider, project_id: int,
              vector: list[float], filters: SearchFilters, limit: int) -> list[Hit]:  # fmt: skip
-    candidates = max(limit * CANDIDATES_PER_RESULT, 100)
+    candidates = _candidates(limit)
     where, params = filters.sql()
-    query = sql.SQL(NEAREST).format(dim=sql.SQL(str(int(provider.dim))), filters=where)
     params.update(vector=vector_literal(vector), model=provider.model, project=project_id,
-                  candidates=candidates, limit=limit)  # fmt: skip
+                  candidates=candidates, limit=limit,
+                  max_documents=settings.APM_SEARCH_MAX_DOCUMENTS)  # fmt: skip
+    dim = sql.SQL(str(int(provider.dim)))
+    by_index, exactly = (
+        sql.SQL(REQUESTS_OF_NEAREST).format(
+            nearest=sql.SQL(nearest).format(dim=dim, filters=where), filters=where
+        )
+        for nearest in (NEAREST_BY_INDEX, NEAREST_EXACTLY)
+    )
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-        # HNSW returns at most ef_search rows: never fewer than the candidates wanted.
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)",
-                       [str(max(settings.APM_SEARCH_EF_SEARCH, candidates))])  # fmt: skip
-        cursor.execute(query, params)
-        return [(row[0], row[1], float(row[2])) for row in cursor.fetchall()]
+        # The scan goes on past documents of other projects (iterative scan, relaxed
+        # order: the outer ORDER BY sorts again), for at most max_scan_tuples index tuples.
+        cursor.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true), "
+            "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+            "set_config('hnsw.max_scan_tuples', %s, true)",
+            [str(max(settings.APM_SEARCH_EF_SEARCH, candidates)),
+             str(settings.APM_SEARCH_MAX_SCAN_TUPLES)],
+        )  # fmt: skip
+        cursor.execute(by_index, params)
+        rows = cursor.fetchall()
+        if len(rows) < limit:
+            cursor.execute(exactly, params)
+            rows = cursor.fetchall()
+        return [(row[0], row[1], float(row[2])) for row in rows]
+
+
+def _candidates(limit: int) -> int:
+    return max(limit * CANDIDATES_PER_RESULT, MIN_CANDIDATES)
 
 
 def keyword(connection: BaseDatabaseWrapper, project_id: int, text: str,
             filters: SearchFilters, limit: int) -> list[Hit]:  # fmt: skip
     where, params = filters.sql()
-    params.update(q=text, project=project_id, limit=limit)
+    params.update(q=text, project=project_id, limit=limit, candidates=_candidates(limit),
+                  max_documents=settings.APM_SEARCH_MAX_DOCUMENTS)  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(sql.SQL(KEYWORD).format(filters=where), params)
         return [(row[0], row[1], float(row[2])) for row in cursor.fetchall()]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import authentication, exceptions, permissions, throttling
 
 from apm_platform import db_routing
-from observability.models import ApiKey
+from observability import ratelimit
+from observability.models import ApiKey, RateBucket
 
 
 def key_from_headers(headers) -> str | None:
@@ -29,8 +31,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         key.touch()
-        if db_routing.recently_wrote(key.last_write_at):
-            db_routing.pin_to_primary()  # read-after-write: this client just wrote
+        if db_routing.recently_wrote(key.project.last_write_at):
+            db_routing.pin_to_primary()  # read-after-write: this project just wrote
         return None, key
 
     def authenticate_header(self, request) -> str:
@@ -38,8 +40,19 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
 
+# The scope each kind of request needs, unless the view names its own `required_scope`.
+SCOPE_BY_METHOD = {
+    **dict.fromkeys(permissions.SAFE_METHODS, ApiKey.SCOPE_READ),
+    "POST": ApiKey.SCOPE_INGEST,
+    # Changing or deleting stored data: not the ingest key every service carries.
+    "PUT": ApiKey.SCOPE_ADMIN,
+    "PATCH": ApiKey.SCOPE_ADMIN,
+    "DELETE": ApiKey.SCOPE_ADMIN,
+}
+
+
 class HasScope(permissions.BasePermission):
-    """Reads need the `read` scope, writes the `ingest` scope (or the view's `required_scope`)."""
+    """Reads need `read`, sending data `ingest`, changes and deletes `admin`."""
 
     message = "This API key does not have the scope this endpoint needs."
 
@@ -47,14 +60,30 @@ class HasScope(permissions.BasePermission):
         key = request.auth
         if not isinstance(key, ApiKey):
             return False
-        scope = getattr(view, "required_scope", None)
-        if scope is None:
-            safe = request.method in permissions.SAFE_METHODS
-            scope = ApiKey.SCOPE_READ if safe else ApiKey.SCOPE_INGEST
+        scope = getattr(view, "required_scope", None) or SCOPE_BY_METHOD.get(
+            request.method, ApiKey.SCOPE_ADMIN
+        )
         if not key.has_scope(scope):
             self.message = f"This API key lacks the '{scope}' scope."
             return False
         return True
+
+
+class ReadRateThrottle(throttling.BaseThrottle):
+    """Per-key read limit (APM_READ_RATE_LIMIT requests/s, bursts to APM_READ_RATE_BURST),
+    in the same PostgreSQL token buckets as ingest: every worker and node shares it."""
+
+    def allow_request(self, request, view) -> bool:
+        key = request.auth
+        if request.method not in permissions.SAFE_METHODS or not isinstance(key, ApiKey):
+            return True
+        self.wait_s = ratelimit.take(
+            key.pk, RateBucket.READ, 1, settings.APM_READ_RATE_LIMIT, settings.APM_READ_RATE_BURST
+        )
+        return self.wait_s == 0
+
+    def wait(self) -> float:
+        return self.wait_s
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):

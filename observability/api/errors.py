@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404
+from psycopg.errors import QueryCanceled
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apm_platform import db_routing
 from apm_platform.telemetry import DB_ERRORS
 from observability.ingest import errors as ingest_errors
 from observability.ingest import idempotency
@@ -44,6 +47,17 @@ class DatabaseUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "The database is unavailable; retry later."
     default_code = "database_unavailable"
+
+
+class QueryTimeout(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "query_timeout"
+
+    def __init__(self):
+        super().__init__(
+            f"The query ran longer than the API's limit of {settings.APM_API_STATEMENT_TIMEOUT_MS}"
+            " ms (APM_API_STATEMENT_TIMEOUT_MS): narrow the window or the filters."
+        )
 
 
 class Conflict(exceptions.APIException):
@@ -97,6 +111,9 @@ def api_error(exc: ingest_errors.IngestRejected) -> exceptions.APIException:
 
 
 def api_exception_handler(exc, context):
+    db_routing.note_database_error(exc)
+    if isinstance(exc, OperationalError) and isinstance(exc.__cause__, QueryCanceled):
+        return _error_response(QueryTimeout())
     if isinstance(exc, OperationalError | InterfaceError):
         view = context.get("view")
         DB_ERRORS.labels(type(view).__name__ if view else "unknown", type(exc).__name__).inc()

@@ -8,7 +8,7 @@ parameter.
 from __future__ import annotations
 
 import re
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import django_filters
 from django import forms
@@ -22,18 +22,34 @@ from observability.models import ApiRequest, StatusClass
 # "2026-01-01T10:00:00+02:00" arrives as "...10:00:00 02:00" when the client did not
 # URL-encode the plus sign; restore it instead of rejecting the date.
 _UNENCODED_OFFSET = re.compile(r"^(\S+T\S+) (\d{2}(:?\d{2})?)$")
+# Times a window may name: far beyond any data, and far enough from the ends of the
+# calendar that window arithmetic (a default start, bucket ends) cannot overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 DEFAULT_WINDOW = timedelta(hours=24)
 # Filters of the request list that rollups cannot answer.
 NOT_IN_ROLLUPS = ("status_code", "min_latency_ms", "max_latency_ms")
 
 
 class LenientIsoDateTimeField(forms.DateTimeField):
-    """ISO 8601 with any UTC offset (or Z); naive values are taken as UTC."""
+    """ISO 8601 with any UTC offset (or Z); naive values are taken as UTC. Always UTC,
+    between EARLIEST and LATEST."""
 
     def to_python(self, value):
         if isinstance(value, str):
             value = _UNENCODED_OFFSET.sub(r"\1+\2", value.strip())
-        return super().to_python(value)
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError as exc:  # e.g. 9999-12-31T23:00-05:00 is past year 9999
+            raise forms.ValidationError(self.out_of_range) from exc
+        if not EARLIEST <= moment <= LATEST:
+            raise forms.ValidationError(self.out_of_range)
+        return moment
+
+    out_of_range = f"Must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)."
 
 
 class IsoDateTimeFilter(django_filters.DateTimeFilter):
@@ -43,6 +59,9 @@ class IsoDateTimeFilter(django_filters.DateTimeFilter):
 class WindowForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
+        for name in self.fields:
+            if self.data.get(name) == "":  # `to=`: a mistake, never "no filter"
+                self.add_error(name, "Must not be empty.")
         start, end = cleaned.get("from"), cleaned.get("to")
         if start and end and start >= end:
             self.add_error("from", "Must be earlier than `to`.")

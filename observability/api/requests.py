@@ -101,13 +101,27 @@ class EndpointSerializer(serializers.ModelSerializer):
         fields = ["service", "endpoint", "first_seen"]
 
 
-class NewestFirstCursorPagination(CursorPagination):
-    ordering = ("-time", "-event_id")
-    page_size = 100
+class StrictCursorPagination(CursorPagination):
+    """Cursor pages whose parameters are checked, not ignored when wrong."""
+
     page_size_query_param = "page_size"
     max_page_size = 1000
 
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is not None and not (raw.isdigit() and 1 <= int(raw) <= self.max_page_size):
+            raise exceptions.ValidationError(
+                {
+                    self.page_size_query_param: [
+                        f"Must be an integer from 1 to {self.max_page_size}."
+                    ]
+                }
+            )
+        return super().get_page_size(request)
+
     def decode_cursor(self, request):
+        if request.query_params.get(self.cursor_query_param) == "":
+            raise exceptions.ValidationError({self.cursor_query_param: ["Must not be empty."]})
         try:
             return super().decode_cursor(request)
         except exceptions.NotFound as exc:
@@ -115,6 +129,18 @@ class NewestFirstCursorPagination(CursorPagination):
             raise exceptions.ValidationError(
                 {self.cursor_query_param: ["Invalid cursor."]}
             ) from exc
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+        return parameters
+
+
+class NewestFirstCursorPagination(StrictCursorPagination):
+    ordering = ("-time", "-event_id")
+    page_size = 100
 
 
 class StrictOrderingFilter(OrderingFilter):
@@ -204,11 +230,9 @@ class ApiRequestViewSet(
         return Response(self.get_serializer(record).data, status=status.HTTP_201_CREATED)
 
 
-class EndpointPagination(CursorPagination):
+class EndpointPagination(StrictCursorPagination):
     ordering = ("scope", "value")
     page_size = 200
-    page_size_query_param = "page_size"
-    max_page_size = 1000
 
 
 class EndpointFilter(django_filters.FilterSet):

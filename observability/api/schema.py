@@ -17,7 +17,10 @@ ERROR_RESPONSES = {
     503: OpenApiResponse(ErrorSerializer, description="Database unavailable; see Retry-After."),
 }
 
-LIMIT = OpenApiParameter("limit", int, description="1-100, default 10.")
+LIMIT = OpenApiParameter(
+    "limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+    description="How many results (1-100).",
+)  # fmt: skip
 
 
 @functools.cache

@@ -56,7 +56,12 @@ class SearchView(APIView):
         "both, fused by reciprocal rank. Requests are searchable once the embedding "
         "backfill (run_jobs / embed_apirequests) has processed them.",
         parameters=[
-            OpenApiParameter("q", str, required=True, description="1-500 characters."),
+            OpenApiParameter(
+                "q",
+                {"type": "string", "minLength": 1, "maxLength": 500},
+                required=True,
+                description="The text to search for (APM_SEARCH_MAX_QUERY_CHARS at most).",
+            ),
             OpenApiParameter("mode", str, enum=list(search.MODES)),
             LIMIT,
             OpenApiParameter("service", str),
@@ -96,7 +101,7 @@ def _search_params(query_params, database):
     )
     filters = search.SearchFilters(
         service=kpi_filters.service,
-        start=window.start if "from" in query_params else None,
+        start=window.start if "from" in query_params else search.default_start(),
         end=window.end if "to" in query_params else None,
     )
     return text, mode, limit, filters

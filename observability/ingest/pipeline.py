@@ -18,7 +18,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 from prometheus_client import Counter
 
-from observability.ingest import cardinality, idempotency, otlp, ratelimit, writer
+from observability import ratelimit
+from observability.ingest import cardinality, idempotency, otlp, writer
 from observability.ingest.body import read_body
 from observability.ingest.errors import (
     EmptyBatch,
@@ -37,7 +38,7 @@ from observability.ingest.events import (
     to_row,
 )
 from observability.ingest.thresholds import apdex_thresholds
-from observability.models import ApiKey
+from observability.models import ApiKey, RateBucket
 
 INGESTED_EVENTS = Counter(
     "apm_ingest_events_total",
@@ -156,6 +157,7 @@ def _check_batch_size(count: int) -> None:
 def _take_rate_tokens(key: ApiKey, count: int) -> None:
     wait = ratelimit.take(
         key.pk,
+        RateBucket.INGEST,
         count,
         settings.APM_INGEST_RATE_LIMIT,
         max(settings.APM_INGEST_RATE_BURST, settings.APM_INGEST_MAX_EVENTS),

@@ -38,7 +38,7 @@ def test_create_api_key_reuses_an_existing_project(project):
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("--scopes", "admin"), ("--scopes", ""), ("--project", "Not A Slug!")]
+    ("option", "value"), [("--scopes", "superuser"), ("--scopes", ""), ("--project", "Not A Slug!")]
 )
 def test_create_api_key_rejects_bad_input(option, value):
     args = {"--project": "shop", "--scopes": "read", option: value}

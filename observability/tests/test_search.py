@@ -334,3 +334,41 @@ def test_retention_removes_search_data_with_its_requests(crafted, settings):
 @pytest.fixture
 def key(project):
     return make_key(project)
+
+
+def test_a_small_project_finds_its_nearest_requests_whatever_other_projects_hold(
+    project, other_project, key, gemini
+):
+    """The project filter runs inside the candidate scan: 300 documents of another
+    project nearer to the query than anything of ours used to fill every candidate."""
+    for n in range(300):
+        make_request(other_project, service="checkout", endpoint="/checkout", method="POST",
+                     status_code=504, error_message=f"payment provider timeout {n}")  # fmt: skip
+    mine = [
+        make_request(project, service="checkout", endpoint="/cart", method="GET",
+                     status_code=200, error_message=f"cart ok {n}")
+        for n in range(3)
+    ]  # fmt: skip
+    call_command("embed_apirequests", stdout=StringIO(), stderr=StringIO())
+
+    response = search(key, q="POST /checkout 504 payment provider timeout", mode="semantic")
+    assert response.status_code == 200
+    assert {r["event_id"] for r in response.json()["results"]} == {str(r.event_id) for r in mine}
+
+
+def test_searches_are_bounded_in_time_by_default(project, key, gemini, settings):
+    settings.APM_SEARCH_DEFAULT_DAYS = 1
+    old = make_request(project, time=datetime.now(UTC) - timedelta(days=2),
+                       error_message="inventory timeout")  # fmt: skip
+    recent = make_request(project, error_message="inventory timeout")
+    since = (datetime.now(UTC) - timedelta(days=3)).isoformat()
+    call_command("embed_apirequests", "--since", since, stdout=StringIO(), stderr=StringIO())
+
+    default = search(key, q="inventory timeout", mode="keyword").json()["results"]
+    explicit = search(key, q="inventory timeout", mode="keyword",
+                      **{"from": (datetime.now(UTC) - timedelta(days=3)).isoformat()})  # fmt: skip
+
+    assert [r["event_id"] for r in default] == [str(recent.event_id)]
+    assert {r["event_id"] for r in explicit.json()["results"]} == {
+        str(recent.event_id), str(old.event_id)
+    }  # fmt: skip

@@ -5,8 +5,10 @@ clusters (each the document of one request), loaded with COPY; the HNSW index bu
 (timed); then top-10 semantic searches through /api/v1/search/ (gunicorn, 2 workers),
 the query text embedded by a local server speaking Gemini's batchEmbedContents (it maps
 each query to a fresh point of a cluster), and recall@10 of the API's answers against
-an exact scan (numpy, all vectors). Writes reports/bench/search.json and prints it as
-the last line.
+an exact scan (numpy) of the project's vectors. Two projects share the index: a large
+one (99% of the vectors) and a small one (1%), each searched with its own key, so the
+small project's recall shows whether the other tenant's volume costs it results.
+Writes reports/bench/search.json and prints it as the last line.
 """
 
 from __future__ import annotations
@@ -63,7 +65,11 @@ def pgvector_binary(vector: np.ndarray) -> bytes:
     return struct.pack(">HH", len(vector), 0) + vector.astype(">f4").tobytes()
 
 
-def load(url: str, vectors: Vectors, project_id: int) -> list[uuid.UUID]:
+SMALL_EVERY = 100  # one vector in this many belongs to the small project
+
+
+def load(url: str, vectors: Vectors, projects: list[int]) -> list[uuid.UUID]:
+    """Vector i is the document of request i, of project projects[i]."""
     count = len(vectors.data)
     now = datetime.now(UTC) - timedelta(hours=1)
     event_ids = [uuid.uuid4() for _ in range(count)]
@@ -74,15 +80,15 @@ def load(url: str, vectors: Vectors, project_id: int) -> list[uuid.UUID]:
         with cursor.copy("COPY api_request (time, project_id, service, endpoint, method, "
                          "status_code, latency_ms, event_id) FROM STDIN") as copy:  # fmt: skip
             for i in range(count):
-                copy.write_row((times[i], project_id, f"svc{i % 20}", f"/e{i % 50}", "GET", 200,
-                                10.0, event_ids[i]))  # fmt: skip
+                copy.write_row((times[i], projects[i], f"svc{i % 20}", f"/e{i % 50}", "GET",
+                                200, 10.0, event_ids[i]))  # fmt: skip
         with cursor.copy("COPY apm_document (doc_hash, text, search) FROM STDIN") as copy:
             for i in range(count):
                 copy.write_row((hashes[i], f"bench document {i}", ""))
         with cursor.copy("COPY apm_request_document (event_id, time, project_id, service, "
                          "doc_hash) FROM STDIN") as copy:  # fmt: skip
             for i in range(count):
-                copy.write_row((event_ids[i], times[i], project_id, f"svc{i % 20}", hashes[i]))
+                copy.write_row((event_ids[i], times[i], projects[i], f"svc{i % 20}", hashes[i]))
         with cursor.copy("COPY apm_embedding (model, doc_hash, dim, embedding) "
                          "FROM STDIN (FORMAT BINARY)") as copy:  # fmt: skip
             copy.set_types(["text", "text", "int2", "bytea"])  # bytea: vector's binary form
@@ -123,35 +129,42 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-search-") as scratch, \
             scratch_postgres(Path(scratch)) as database:  # fmt: skip
         url = database.url()
-        key = manage(url, "create_api_key", "--project", "bench").strip()
+        keys = {name: manage(url, "create_api_key", "--project", name).strip()
+                for name in ("large", "small")}  # fmt: skip
         with psycopg.connect(url) as conn:
-            project_id = conn.execute("SELECT id FROM apm_project WHERE slug = 'bench'").fetchone()[
-                0
-            ]
+            ids = dict(conn.execute("SELECT slug, id FROM apm_project").fetchall())
+        owner = ["small" if i % SMALL_EVERY == 0 else "large" for i in range(args.vectors)]
         print(f"loading {args.vectors:,} vectors...", file=sys.stderr)
-        event_ids = load(url, vectors, project_id)
+        event_ids = load(url, vectors, [ids[name] for name in owner])
         build_s = build_index(url)
         print(f"HNSW built in {build_s:.1f}s", file=sys.stderr)
         position = {str(event_id): i for i, event_id in enumerate(event_ids)}
 
+        # The read rate limit stays on (its cost is part of each search) but never binds.
         server = Gunicorn(url, Path(scratch) / "metrics", workers=2, DATABASE_CONN_MAX_AGE="60",
                           EMBEDDING_PROVIDER="gemini", GEMINI_API_KEY="bench",
-                          GEMINI_BASE_URL=fake.url)  # fmt: skip
-        latencies, recalls = [], []
+                          GEMINI_BASE_URL=fake.url, APM_READ_RATE_LIMIT="1000000",
+                          APM_READ_RATE_BURST="1000000")  # fmt: skip
+        members = {name: np.array([i for i, o in enumerate(owner) if o == name])
+                   for name in keys}  # fmt: skip
+        latencies, recalls = [], {name: [] for name in keys}
         try:
-            with httpx.Client(base_url=server.url, timeout=60,
-                              headers={"Authorization": f"Bearer {key}"}) as client:  # fmt: skip
-                for text in list(queries)[:10]:  # warm up both workers
-                    client.get("/api/v1/search/", params={"q": text, "mode": "semantic"})
-                for text, query in queries.items():
-                    began = time.perf_counter()
-                    params = {"q": text, "mode": "semantic", "limit": 10}
-                    response = client.get("/api/v1/search/", params=params)
-                    latencies.append((time.perf_counter() - began) * 1000)
-                    response.raise_for_status()
-                    found = {position[r["event_id"]] for r in response.json()["results"]}
-                    exact = set(np.argsort(-(vectors.data @ query))[:10].tolist())
-                    recalls.append(len(found & exact) / 10)
+            for name, key in keys.items():
+                auth = {"Authorization": f"Bearer {key}"}
+                with httpx.Client(base_url=server.url, timeout=60, headers=auth) as client:
+                    for text in list(queries)[:10]:  # warm up both workers
+                        client.get("/api/v1/search/", params={"q": text, "mode": "semantic"})
+                    for text, query in queries.items():
+                        began = time.perf_counter()
+                        params = {"q": text, "mode": "semantic", "limit": 10}
+                        response = client.get("/api/v1/search/", params=params)
+                        if name == "large":
+                            latencies.append((time.perf_counter() - began) * 1000)
+                        response.raise_for_status()
+                        found = {position[r["event_id"]] for r in response.json()["results"]}
+                        own = members[name]
+                        exact = set(own[np.argsort(-(vectors.data[own] @ query))[:10]].tolist())
+                        recalls[name].append(len(found & exact) / 10)
         finally:
             server.stop()
             fake.close()
@@ -162,7 +175,9 @@ def main() -> None:
         "build_s": round(build_s, 1),
         "query_p50_ms": round(statistics.median(latencies), 1),
         "query_p95_ms": round(statistics.quantiles(latencies, n=100)[94], 1),
-        "recall_at_10": round(statistics.mean(recalls), 4),
+        "recall_at_10": round(statistics.mean(recalls["large"]), 4),
+        "recall_at_10_small_project": round(statistics.mean(recalls["small"]), 4),
+        "small_project_share": 1 / SMALL_EVERY,
         "queries": len(latencies),
     }, Path(args.output))  # fmt: skip
 

@@ -7,31 +7,34 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from apm_platform.db_router import REPLAY_LAG
+from apm_platform import replication
 
-# The replay lag as the router judges it (NULL on a primary), version and extensions.
-PROBE_SQL = f"""
-SELECT pg_is_in_recovery(),
-       CASE WHEN pg_is_in_recovery() THEN {REPLAY_LAG} END,
-       current_setting('server_version'),
-       (SELECT coalesce(json_object_agg(extname, extversion), '{{}}') FROM pg_extension
+PROBE_SQL = """
+SELECT current_setting('server_version'),
+       (SELECT coalesce(json_object_agg(extname, extversion), '{}') FROM pg_extension
         WHERE extname IN ('timescaledb', 'vector'))
-"""  # noqa: S608 - constants only
+"""
 
 
 class Command(BaseCommand):
     help = (
         "Check the primary (`default`) and every replica of DATABASE_REPLICA_URLS: reachable, "
-        "role (primary/standby from pg_is_in_recovery()), replay lag, server version, "
-        "timescaledb and vector extensions. Exits 1 if the primary is unreachable or a "
-        "configured replica is in fact a primary."
+        "role (primary/standby from pg_is_in_recovery()), for standbys the WAL receiver's "
+        "status and how far behind the primary's WAL position they are (bytes) and since "
+        "their last replayed transaction (seconds), server version, timescaledb and vector "
+        "extensions. Exits 1 if the primary is unreachable or a configured replica is in "
+        "fact a primary."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="One JSON document on stdout.")
 
     def handle(self, *args, json=False, **options):
-        reports = [probe(alias) for alias in [DEFAULT_DB_ALIAS, *settings.DATABASE_REPLICAS]]
+        primary = probe(DEFAULT_DB_ALIAS)
+        reports = [primary]
+        reports += [
+            probe(alias, primary.get("wal_position")) for alias in settings.DATABASE_REPLICAS
+        ]
         if json:
             self.stdout.write(orjson.dumps(reports, option=orjson.OPT_INDENT_2).decode())
         else:
@@ -42,7 +45,7 @@ class Command(BaseCommand):
             raise CommandError("; ".join(problems))
 
 
-def probe(alias: str) -> dict:
+def probe(alias: str, primary_position: int | None = None) -> dict:
     params = connections[alias].settings_dict
     report = {
         "alias": alias, "host": params["HOST"], "port": params["PORT"], "name": params["NAME"],
@@ -50,18 +53,29 @@ def probe(alias: str) -> dict:
     }  # fmt: skip
     try:
         with connections[alias].cursor() as cursor:
+            state = replication.standby_state(cursor)
+            position = None if state.in_recovery else replication.primary_position(cursor)
             cursor.execute(PROBE_SQL)
-            in_recovery, lag, version, extensions = cursor.fetchone()
+            version, extensions = cursor.fetchone()
     except DatabaseError as exc:
         connections[alias].close()
         return {**report, "reachable": False, "error": str(exc).strip().splitlines()[0]}
-    return {
-        **report,
+    report |= {
         "reachable": True,
-        "role": "standby" if in_recovery else "primary",
-        "replay_lag_s": None if lag is None else float(lag),
+        "role": "standby" if state.in_recovery else "primary",
         "server_version": version,
         "extensions": extensions if isinstance(extensions, dict) else orjson.loads(extensions),
+    }
+    if not state.in_recovery:
+        return {**report, "wal_position": position}
+    behind = None
+    if primary_position is not None and state.replayed is not None:
+        behind = max(0, primary_position - state.replayed)
+    return {
+        **report,
+        "wal_receiver": state.receiver,
+        "behind_primary_bytes": behind,
+        "since_last_replay_s": state.since_last_replay_s,
     }
 
 
@@ -81,7 +95,12 @@ def describe(report: dict) -> str:
     where = f"{report['alias']} ({report['host']}:{report['port']}/{report['name']})"
     if not report["reachable"]:
         return f"{where}: UNREACHABLE - {report['error']}"
-    lag = "" if report["replay_lag_s"] is None else f", replay lag {report['replay_lag_s']:.2f}s"
+    replication_state = ""
+    if report["role"] == "standby":
+        behind = report["behind_primary_bytes"]
+        replication_state = f", WAL receiver {report['wal_receiver'] or 'not running'}" + (
+            "" if behind is None else f", {behind} bytes behind the primary"
+        )
     extensions = ", ".join(f"{k} {v}" for k, v in sorted(report["extensions"].items())) or "none"
-    return (f"{where}: {report['role']}{lag}, PostgreSQL {report['server_version']}, "
-            f"extensions: {extensions}")  # fmt: skip
+    return (f"{where}: {report['role']}{replication_state}, PostgreSQL "
+            f"{report['server_version']}, extensions: {extensions}")  # fmt: skip

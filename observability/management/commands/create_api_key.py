@@ -20,7 +20,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--scopes",
             default="ingest,read",
-            help="Comma-separated scopes: ingest, read (default both).",
+            help="Comma-separated scopes: ingest, read, admin (default ingest,read). admin "
+            "allows deleting records.",
         )
         parser.add_argument("--name", default="automation", help="A label for the key.")
 

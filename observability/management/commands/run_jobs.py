@@ -10,6 +10,7 @@ import time
 from django.core.management.base import BaseCommand
 from django.db import DatabaseError, close_old_connections, connection
 
+from apm_platform import db_timeouts
 from observability import ai, jobs
 from observability.analytics import backend
 
@@ -28,6 +29,8 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="Run every job once, then exit.")
 
     def handle(self, *args, once=False, **options):
+        db_timeouts.run_jobs()
+        connection.close()  # the jobs' connections get the jobs' statement timeout
         if backend.of(connection).schedules_itself:
             self.report_timescale_jobs()
         scheduled = jobs.scheduled(connection)
