@@ -75,7 +75,7 @@ def test_prometheus_scrapes_the_app_and_evaluates_every_rule(live_server, tmp_pa
         def app_target():
             try:
                 targets = httpx.get(f"{api}/targets", timeout=2).json()["data"]["activeTargets"]
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):  # not up yet: no answer, or not its JSON
                 assert server.poll() is None, server.stderr.read()
                 return None
             return next(
