@@ -160,7 +160,11 @@ def test_oldest_first_ordering(api, project):
 
 @pytest.mark.parametrize(
     ("query", "parameter"),
-    [("ordering=latency", "ordering"), ("cursor=garbage", "cursor"), ("page_size=abc", "page_size")],
+    [
+        ("ordering=latency", "ordering"),
+        ("cursor=garbage", "cursor"),
+        ("page_size=abc", "page_size"),
+    ],
 )
 def test_bad_list_parameters_are_400(api, project, query, parameter):
     make_request(project)
