@@ -144,7 +144,13 @@ for _index, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
 DATABASE_ROUTERS = ["apm_platform.db_router.PrimaryReplicaRouter"]
 # Models whose reads the router may send to a replica (the KPI and search queries choose
 # their database with db_router.read_alias()). Everything else reads the primary.
-DATABASE_REPLICA_READ_MODELS = ["observability.ApiRequest", "observability.DimensionValue"]
+DATABASE_REPLICA_READ_MODELS = [
+    "observability.ApiRequest",
+    "observability.DimensionValue",
+    "observability.ErrorGroup",
+    "observability.ErrorGroupHour",
+    "observability.ErrorGroupEndpoint",
+]
 # The longest a statement may run in a web worker (an API or page request) and in the
 # scheduler's jobs, in milliseconds (0: no limit); see db_timeouts.py.
 APM_API_STATEMENT_TIMEOUT_MS = env_int("APM_API_STATEMENT_TIMEOUT_MS", 15_000, minimum=0)

@@ -21,6 +21,7 @@ from observability.ai.backfill import backfill
 from observability.analytics import backend, retention
 from observability.analytics.refresh import RefreshReport
 from observability.analytics.retention import RetentionReport
+from observability.error_groups import retention as error_groups_retention
 from observability.ingest import idempotency
 
 # Requests one embedding round processes at most (the next round continues).
@@ -47,12 +48,13 @@ def apply_retention(
     dry_run: bool = False,
     connection: BaseDatabaseWrapper = default_connection,
 ) -> RetentionReport:
-    """Delete requests, rollups and search data past their retention (on TimescaleDB:
-    set its retention policies from the settings)."""
+    """Delete requests, rollups, search data and error groups past their retention (on
+    TimescaleDB: set its retention policies from the settings)."""
     now = now or datetime.now(UTC)
     report = backend.of(connection).apply_retention(connection, now, dry_run)
     if not dry_run:
         report.rows_deleted |= apply_search_retention(now, connection=connection)
+        report.rows_deleted |= apply_error_group_retention(now, connection=connection)
     return report
 
 
@@ -61,6 +63,12 @@ def apply_search_retention(
 ) -> dict[str, int]:
     cutoff = retention.raw_cutoff(now or datetime.now(UTC))
     return search_retention.apply_retention(connection, cutoff)
+
+
+def apply_error_group_retention(
+    now: datetime | None = None, *, connection: BaseDatabaseWrapper = default_connection
+) -> dict[str, int]:
+    return error_groups_retention.apply_retention(connection, now or datetime.now(UTC))
 
 
 def prepare_partitions(
@@ -96,6 +104,7 @@ JOBS = (
     Job("partitions", 3600, prepare_partitions, timescale_policy=True),
     Job("retention", 3600, apply_retention, timescale_policy=True),
     Job("search_retention", 3600, apply_search_retention),
+    Job("error_group_retention", 3600, apply_error_group_retention),
     Job("idempotency_keys", 3600, expire_idempotency_keys),
 )
 

@@ -191,6 +191,8 @@ class ApiRequest(models.Model):
     # rollups count satisfied/tolerating requests without joining the settings table, and
     # a changed threshold applies to requests received after the change.
     apdex_t_ms = models.FloatField(default=300.0)
+    # The error group of a failed request (5xx or an exception); NULL for the others.
+    error_group_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         db_table = "api_request"
@@ -199,6 +201,13 @@ class ApiRequest(models.Model):
             # Every time-window scan of one project: the request list (newest first, also
             # when filtered by service: the raw tail is short) and the KPI raw tail.
             models.Index(fields=["project", "-time"], name="api_req_project_time"),
+            # An error group's latest requests (its samples; the request list's filter).
+            # Partial: only failed requests are in it, so ingest of the others pays nothing.
+            models.Index(
+                fields=["project", "error_group_id", "-time"],
+                name="api_req_error_group",
+                condition=models.Q(error_group_id__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -424,3 +433,88 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project_id}/{self.key}"
+
+
+class ErrorGroup(models.Model):
+    """One problem: the failed requests of a project that share a fingerprint
+    (observability/error_groups/fingerprint.py)."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        RESOLVED = "resolved"
+        IGNORED = "ignored"
+
+    # No index of its own: the unique (project, fingerprint) and the list's index lead with it.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    fingerprint = models.CharField(max_length=64)
+    version = models.PositiveSmallIntegerField()  # of the fingerprint algorithm
+    kind = models.CharField(max_length=16)  # client, stack, exception, message, status
+    service = models.CharField(max_length=128)
+    # The endpoint when it is part of the fingerprint ('' when the group spans endpoints).
+    endpoint = models.CharField(max_length=512, blank=True, default="")
+    title = models.TextField()  # a real message of the group (never the normalised one)
+    exception_type = models.CharField(max_length=255, blank=True, default="")
+    stacktrace = models.TextField(blank=True, default="")  # one occurrence's, trimmed
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    count = models.BigIntegerField(default=0)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    # A resolved group seen again is reopened: a regression.
+    reopened_at = models.DateTimeField(null=True, blank=True)
+    times_reopened = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "apm_error_group"
+        constraints = [
+            # Ingest finds a group by its fingerprint within the project.
+            models.UniqueConstraint(
+                fields=["project", "fingerprint"], name="apm_error_group_fingerprint"
+            ),
+        ]
+        indexes = [
+            # The list: a project's groups by when they were last seen.
+            models.Index(fields=["project", "-last_seen"], name="apm_error_group_last_seen"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service}: {self.title[:60]}"
+
+
+class ErrorGroupHour(models.Model):
+    """How many failed requests a group had in one UTC hour (its timeline)."""
+
+    pk = models.CompositePrimaryKey("group_id", "bucket")
+    # The primary key leads with it.
+    group = models.ForeignKey(
+        ErrorGroup, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    bucket = models.DateTimeField()
+    count = models.BigIntegerField()
+
+    class Meta:
+        db_table = "apm_error_group_hour"
+
+    def __str__(self) -> str:
+        return f"{self.group_id} {self.bucket:%Y-%m-%d %H}h: {self.count}"
+
+
+class ErrorGroupEndpoint(models.Model):
+    """An endpoint a group was seen on, with its count."""
+
+    pk = models.CompositePrimaryKey("group_id", "endpoint", "method")
+    # The primary key leads with it.
+    group = models.ForeignKey(
+        ErrorGroup, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    endpoint = models.CharField(max_length=512)
+    method = models.CharField(max_length=16)
+    count = models.BigIntegerField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        db_table = "apm_error_group_endpoint"
+
+    def __str__(self) -> str:
+        return f"{self.group_id} {self.method} {self.endpoint}: {self.count}"

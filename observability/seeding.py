@@ -65,12 +65,26 @@ CATALOGUE: dict[str, list[Route]] = {
 
 SUCCESS_STATUS = {"GET": 200, "POST": 201, "DELETE": 204, "PUT": 200, "PATCH": 200}
 CLIENT_ERRORS = [400, 401, 403, 404, 409, 422, 429]
+# 5xx answers without an exception: messages whose variable parts differ per request,
+# as real ones do (the error groups see through them: observability/error_groups/).
 SERVER_ERRORS = {
-    500: "Internal Server Error: unhandled exception in request handler",
-    502: "Bad Gateway: upstream connection reset by peer",
-    503: "Service Unavailable: connection pool exhausted (timeout after 30s)",
-    504: "Gateway Timeout: upstream did not respond within 10s",
+    502: "Bad Gateway: upstream {ip}:{port} reset the connection",
+    503: "Service Unavailable: connection pool exhausted (timeout after {ms} ms)",
+    504: "Gateway Timeout: upstream did not respond within {ms} ms",
 }
+# 500s raise an exception at one of two call sites of the service's own code.
+EXCEPTIONS = (
+    ("KeyError", "'order {hex}'", "load_order", "orders.py"),
+    ("ValueError", "invalid quantity {n} for item {hex}", "parse_item", "items.py"),
+)
+STACKTRACE = """Traceback (most recent call last):
+  File "/usr/lib/python3/dist-packages/django/core/handlers/base.py", line 197, in _get_response
+    response = wrapped_callback(request, *callback_args, **callback_kwargs)
+  File "/srv/{service}/app/views.py", line {view_line}, in {handler}
+    return {function}(request)
+  File "/srv/{service}/app/{module}", line {line}, in {function}
+    raise {kind}(detail)
+{kind}: {message}"""
 BURST_LENGTH = timedelta(minutes=15)
 BURST_ERROR_RATE = 0.35
 BURST_SLOWDOWN = 4.0
@@ -137,13 +151,14 @@ class TrafficGenerator:
             if burst:
                 latency *= BURST_SLOWDOWN
             roll = rng.random()
+            failure = {}
             if roll < error_rate:
-                status = rng.choice(list(SERVER_ERRORS))
-                error_message = SERVER_ERRORS[status]
+                status = rng.choice((500, *SERVER_ERRORS))
+                failure = self._server_error(service, route, status)
             elif roll < error_rate + route.client_error_rate:
-                status, error_message = rng.choice(CLIENT_ERRORS), ""
+                status = rng.choice(CLIENT_ERRORS)
             else:
-                status, error_message = SUCCESS_STATUS[route.method], ""
+                status = SUCCESS_STATUS[route.method]
             yield {
                 "time": moment,
                 "service": service,
@@ -156,11 +171,32 @@ class TrafficGenerator:
                 "span_id": f"{rng.getrandbits(64):016x}",
                 "environment": "production" if rng.random() < 0.9 else "staging",
                 "host": f"{service}-{rng.randrange(3)}",
-                "error_message": error_message,
+                "error_message": failure.pop("error_message", ""),
                 "request_bytes": int(rng.lognormvariate(6, 1)) if route.method != "GET" else 0,
                 "response_bytes": int(rng.lognormvariate(7.5, 1.2)),
                 "attributes": {
                     "user_agent": rng.choice(self.user_agents),
                     "client_ip": rng.choice(self.client_ips),
                 },
+                **failure,  # exception_type, exception_message, stacktrace of a 500
             }
+
+    def _server_error(self, service: str, route: Route, status: int) -> dict:
+        rng = self.rng
+        values = {"ip": f"10.0.{rng.randrange(256)}.{rng.randrange(256)}",
+                  "port": rng.choice((443, 5432, 6379, 8080)), "ms": rng.randint(900, 30000),
+                  "hex": f"{rng.getrandbits(40):010x}", "n": rng.randint(-5, 10_000)}  # fmt: skip
+        if status != 500:
+            return {"error_message": SERVER_ERRORS[status].format(**values)}
+        kind, template, function, module = rng.choice(EXCEPTIONS)
+        message = template.format(**values)
+        handler = f"{route.method.lower()}_{route.endpoint.strip('/').split('/')[0] or 'root'}"
+        return {
+            "error_message": f"{kind}: {message}",
+            "exception_type": kind,
+            "exception_message": message,
+            "stacktrace": STACKTRACE.format(
+                service=service, handler=handler, function=function, module=module, kind=kind,
+                message=message, view_line=rng.randint(20, 24), line=rng.randint(40, 44),
+            ),
+        }  # fmt: skip

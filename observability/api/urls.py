@@ -4,11 +4,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from observability.api import analytics, ingest, requests, search
+from observability.api import analytics, error_groups, ingest, requests, search
 
 router = SimpleRouter()
 router.register("requests", requests.ApiRequestViewSet, basename="request")
 router.register("endpoints", requests.EndpointViewSet, basename="endpoint")
+router.register("error-groups", error_groups.ErrorGroupViewSet, basename="error-group")
 
 v1 = [
     path("ingest/", ingest.IngestView.as_view(), name="ingest"),

@@ -23,6 +23,7 @@ from observability.ingest.writer import jsonb_value
 
 MAX_LATENCY_MS = 86_400_000
 MAX_ERROR_MESSAGE_BYTES = 4096
+MAX_STACKTRACE_CHARS = 32_768
 MAX_ENDPOINT_CHARS = 512
 MAX_ATTRIBUTES_BYTES = 8192
 MAX_ATTRIBUTES = 128  # keys, all levels together
@@ -60,6 +61,12 @@ class Event(msgspec.Struct, kw_only=True):
     response_bytes: ByteCount | None = None
     # Kept as raw JSON text: checked, and stored as sent unless the method is folded.
     attributes: msgspec.Raw = msgspec.Raw(b"{}")
+    # What failed, for error grouping (observability/error_groups/): not stored per
+    # request, but the exception's "type: message" becomes error_message when that is empty.
+    exception_type: Text = ""
+    exception_message: Annotated[str, msgspec.Meta(max_length=MAX_ERROR_MESSAGE_BYTES)] = ""
+    stacktrace: Annotated[str, msgspec.Meta(max_length=MAX_STACKTRACE_CHARS)] = ""
+    fingerprint: Text = ""  # the client's own grouping key, which wins
 
 
 class Row(NamedTuple):
@@ -82,6 +89,7 @@ class Row(NamedTuple):
     response_bytes: int | None
     attributes: bytes  # jsonb in its binary wire form (writer.jsonb_value)
     apdex_t_ms: float | None = None  # the service's Apdex T, added by the pipeline
+    error_group_id: int | None = None  # a failed request's group, added by the pipeline
 
 
 class Envelope(msgspec.Struct):
@@ -248,9 +256,12 @@ def to_row(event: Event, project_id: int, window: TimeWindow) -> Row:
     """The `api_request` row for a decoded event (its Apdex T is added by the pipeline)."""
     moment = _event_time(event.time, window)
     endpoint = _endpoint(event)
-    if len(event.error_message.encode()) > MAX_ERROR_MESSAGE_BYTES:
+    error_message = event.error_message or exception_text(event)
+    if len(error_message.encode()) > MAX_ERROR_MESSAGE_BYTES:
         raise EventError("error_message", f"Must be at most {MAX_ERROR_MESSAGE_BYTES} bytes.")
-    text_fields = (event.service, endpoint, event.environment, event.host, event.error_message)
+    text_fields = (event.service, endpoint, event.environment, event.host, error_message,
+                   event.exception_type, event.exception_message, event.stacktrace,
+                   event.fingerprint)  # fmt: skip
     if any("\x00" in value for value in text_fields):
         raise EventError(_field_with_nul(event), "Must not contain NUL characters.")
     method = standard_method(event.method)
@@ -272,7 +283,7 @@ def to_row(event: Event, project_id: int, window: TimeWindow) -> Row:
         (event.span_id or "").lower(),
         event.environment,
         event.host,
-        event.error_message,
+        error_message,
         event.request_bytes,
         event.response_bytes,
         jsonb_value(attributes),
@@ -358,8 +369,17 @@ def _endpoint(event: Event) -> str:
     return endpoint
 
 
+def exception_text(event: Event) -> str:
+    """ "Type: message" of the event's exception ("" without one)."""
+    parts = [event.exception_type, event.exception_message]
+    text = ": ".join(part for part in parts if part).encode()[:MAX_ERROR_MESSAGE_BYTES]
+    return text.decode(errors="ignore")  # not a character cut in half
+
+
 def _field_with_nul(event: Event) -> str:
-    for name in ("service", "endpoint", "path", "environment", "host", "error_message"):
+    names = ("service", "endpoint", "path", "environment", "host", "error_message",
+             "exception_type", "exception_message", "stacktrace", "fingerprint")  # fmt: skip
+    for name in names:
         value = getattr(event, name)
         if value and "\x00" in value:
             return name

@@ -38,6 +38,8 @@ from observability.ingest.events import (
     MAX_ATTRIBUTES,
     MAX_ATTRIBUTES_BYTES,
     MAX_ENDPOINT_CHARS,
+    MAX_ERROR_MESSAGE_BYTES,
+    MAX_STACKTRACE_CHARS,
     Decoded,
     Event,
     EventError,
@@ -164,7 +166,7 @@ def _span_event(span: Span, resource: dict, project_id: int) -> Event | EventErr
         "span_id": span.span_id.hex() or None,
         "environment": str(_first(resource, ENVIRONMENT_KEYS) or ""),
         "host": str(resource.get("host.name") or ""),
-        "error_message": _error_message(span),
+        **_exception(span),
         "request_bytes": _first(attributes, REQUEST_SIZE_KEYS),
         "response_bytes": _first(attributes, RESPONSE_SIZE_KEYS),
     }
@@ -209,16 +211,32 @@ def _path(attributes: dict) -> str:
     return str(path) or "/"
 
 
-def _error_message(span: Span) -> str:
-    for event in span.events:
+def _exception(span: Span) -> dict:
+    """The span's exception for error grouping (the event's error_message is made of
+    its type and message), or else the span status' message.
+
+    The last exception event is the one that ended the span when several were recorded.
+    Over-long values are cut rather than refused: a deep stack trace must not cost the
+    span.
+    """
+    for event in reversed(span.events):
         if event.name == "exception":
             details = _attributes(event.attributes)
-            kind = details.get("exception.type", "")
-            text = details.get("exception.message", "")
-            return f"{kind}: {text}" if kind and text else str(kind or text)
+            return {
+                "exception_type": _cut(details.get("exception.type"), 255),
+                "exception_message": _cut(
+                    details.get("exception.message"), MAX_ERROR_MESSAGE_BYTES
+                ),
+                "stacktrace": _cut(details.get("exception.stacktrace"), MAX_STACKTRACE_CHARS),
+            }
     if span.status.code == Status.STATUS_CODE_ERROR:
-        return _text(span.status.message)
-    return ""
+        message = _text(span.status.message).encode()[:MAX_ERROR_MESSAGE_BYTES]
+        return {"error_message": message.decode(errors="ignore")}  # no character cut in half
+    return {}
+
+
+def _cut(value, characters: int) -> str:
+    return _text(str(value or ""))[:characters]
 
 
 def bounded_json(attributes: dict) -> bytes:

@@ -19,6 +19,8 @@ from django.utils import timezone
 from prometheus_client import Counter
 
 from observability import ratelimit
+from observability.error_groups import store as error_groups
+from observability.error_groups.fingerprint import is_failure
 from observability.ingest import cardinality, idempotency, otlp, writer
 from observability.ingest.body import read_body
 from observability.ingest.errors import (
@@ -30,6 +32,7 @@ from observability.ingest.errors import (
 )
 from observability.ingest.events import (
     Decoded,
+    Event,
     EventError,
     Row,
     TimeWindow,
@@ -113,21 +116,23 @@ def _ingest(body, content_type, door: Door, key: ApiKey, strict: bool, claim) ->
     _check_batch_size(len(decoded.events))
     _take_rate_tokens(key, len(decoded.events))
     window = TimeWindow.around(timezone.now(), settings.APM_RAW_RETENTION_DAYS)
-    rows, indexes = [], []
+    rows, indexes, failed = [], [], {}
     for index, item in decoded.events:
         try:
             if isinstance(item, EventError):
                 raise item
             rows.append(to_row(item, key.project_id, window))
             indexes.append(index)
+            if is_failure(item.status_code, item.exception_type):
+                failed[len(rows) - 1] = item
         except EventError as error:
             _reject(result, door, index, error)
     if strict and result.errors:
         raise InvalidEvents(result.errors)
-    # With an idempotency key, its result commits with the events (else the writer's own
-    # transactions suffice).
-    with transaction.atomic() if claim else contextlib.nullcontext():
-        _store(rows, indexes, key.project_id, door, result, strict)
+    # The events commit together with their idempotency key's result and their error
+    # groups' counts (without either, the writer's own transactions suffice).
+    with transaction.atomic() if claim or failed else contextlib.nullcontext():
+        _store(rows, indexes, failed, key.project_id, door, result, strict)
         return _completed(result, claim)
 
 
@@ -143,6 +148,21 @@ def _reject(result: IngestResult, door: Door, index: int, error: EventError) -> 
         name = ".".join(part for part in (event, field) if part) or "non_field_errors"
         result.errors.setdefault(name, []).append(message)
     result.rejected += 1
+
+
+def _error_groups(project_id: int, rows: list[Row], failed: dict[int, Event]) -> dict[int, int]:
+    """Position of each failed row -> its error group (after the caps: the group's
+    service and endpoint are the ones stored)."""
+    if not failed:
+        return {}
+    failures = [(_failure(failed[n], rows[n]), rows[n]) for n in failed]
+    return dict(zip(failed, error_groups.assign(project_id, failures), strict=True))
+
+
+def _failure(event: Event, row: Row):
+    return error_groups.failure(
+        row, event.exception_type, event.exception_message, event.stacktrace, event.fingerprint
+    )
 
 
 def _check_batch_size(count: int) -> None:
@@ -167,19 +187,30 @@ def _take_rate_tokens(key: ApiKey, count: int) -> None:
 
 
 def _store(
-    rows: list[Row], indexes: list[int], project_id: int, door: Door, result: IngestResult,
-    strict: bool,
+    rows: list[Row], indexes: list[int], failed: dict[int, Event], project_id: int,
+    door: Door, result: IngestResult, strict: bool,
 ) -> None:  # fmt: skip
-    """Cap dimensions, add Apdex thresholds, write the rows once each, count the outcome."""
+    """Cap dimensions, add Apdex thresholds and error groups, write the rows once each,
+    count the outcome."""
     capped = cardinality.cap_rows(project_id, rows, door.source)
     thresholds = apdex_thresholds(project_id, {row.service for row in capped.rows})
-    rows = [Row(*row[:-1], thresholds[row.service]) for row in capped.rows]
+    groups = _error_groups(project_id, capped.rows, failed)
+    rows = [Row(*row[:16], thresholds[row.service], groups.get(n))
+            for n, row in enumerate(capped.rows)]  # fmt: skip
     stored = writer.store_rows(connection, rows, all_or_nothing=strict)
     for position, reason in sorted(stored.unstorable.items()):
         _reject(result, door, indexes[position], EventError("", f"Cannot be stored: {reason}"))
     if strict and stored.unstorable:
         raise InvalidEvents(result.errors)
     accepted = [row for n, row in enumerate(rows) if n not in stored.unstorable]
+    error_groups.count(
+        project_id,
+        [
+            row
+            for n, row in enumerate(rows)
+            if n in groups and n not in stored.unstorable and stored.is_new(row)
+        ],
+    )
     result.rows = accepted
     result.accepted = len(accepted)
     result.duplicates = len(accepted) - stored.new

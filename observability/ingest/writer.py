@@ -16,7 +16,7 @@ from psycopg import sql
 COLUMNS = (
     "time", "project_id", "service", "endpoint", "method", "status_code", "latency_ms",
     "event_id", "trace_id", "span_id", "environment", "host", "error_message",
-    "request_bytes", "response_bytes", "attributes", "apdex_t_ms",
+    "request_bytes", "response_bytes", "attributes", "apdex_t_ms", "error_group_id",
 )  # fmt: skip
 COPY_TYPES = (
     "timestamptz", "int8", "text", "text", "text", "int2", "float8",
@@ -26,8 +26,10 @@ COPY_TYPES = (
     # so it is sent as raw bytes (see jsonb_value) instead of being decoded and re-encoded.
     "bytea",
     "float4",
+    "int8",
 )  # fmt: skip
 JSONB_FORMAT_VERSION = b"\x01"
+TIME, EVENT_ID = COLUMNS.index("time"), COLUMNS.index("event_id")
 _COLUMN_LIST = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
 
 COPY_INTO_TABLE = sql.SQL("COPY api_request ({columns}) FROM STDIN (FORMAT BINARY)").format(
@@ -45,7 +47,7 @@ COPY_INTO_STAGING = sql.SQL("COPY ingest_staging ({columns}) FROM STDIN (FORMAT 
 )
 INSERT_NEW_FROM_STAGING = sql.SQL(
     "INSERT INTO api_request ({columns}) SELECT {columns} FROM ingest_staging "
-    "ON CONFLICT (project_id, event_id, time) DO NOTHING"
+    "ON CONFLICT (project_id, event_id, time) DO NOTHING RETURNING event_id, time"
 ).format(columns=_COLUMN_LIST)
 
 
@@ -67,6 +69,11 @@ class Stored:
     new: int = 0  # rows stored now (the others were duplicates or unstorable)
     # Position in the batch -> why the database refused that row.
     unstorable: dict[int, str] = dataclasses.field(default_factory=dict)
+    # (event_id, time) of the rows stored now; None when every row was (the fast path).
+    new_keys: set[tuple] | None = None
+
+    def is_new(self, row: Sequence) -> bool:
+        return self.new_keys is None or (row[EVENT_ID], row[TIME]) in self.new_keys
 
 
 class _RollBack(Exception):
@@ -101,31 +108,32 @@ def store_rows(
         return _store_isolating(connection, rows, all_or_nothing)
     try:
         with transaction.atomic(using=connection.alias):
-            return Stored(_insert_new(connection, rows))
+            new_keys = _insert_new(connection, rows)
+            return Stored(len(new_keys), new_keys=new_keys)
     except (DataError, IntegrityError, OperationalError) as exc:
         if not _refused_row(exc):
             raise
         return _store_isolating(connection, rows, all_or_nothing)
 
 
-def _insert_new(connection: BaseDatabaseWrapper, rows: Sequence[Sequence]) -> int:
-    """Through the staging table: only rows whose key is not stored yet."""
+def _insert_new(connection: BaseDatabaseWrapper, rows: Sequence[Sequence]) -> set[tuple]:
+    """Through the staging table: only rows whose key is not stored yet; their keys."""
     with connection.cursor() as cursor:
         cursor.execute(CREATE_STAGING)
         _copy(connection, COPY_INTO_STAGING, rows)
         cursor.execute(INSERT_NEW_FROM_STAGING)
-        return cursor.rowcount
+        return set(cursor.fetchall())
 
 
 def _store_isolating(connection, rows: list[Sequence], all_or_nothing: bool) -> Stored:
-    stored = Stored()
+    stored = Stored(new_keys=set())
     try:
         with transaction.atomic(using=connection.alias):
             _bisect(connection, rows, 0, stored)
             if all_or_nothing and stored.unstorable:
                 raise _RollBack
     except _RollBack:
-        stored.new = 0
+        stored.new, stored.new_keys = 0, set()
     return stored
 
 
@@ -133,7 +141,9 @@ def _bisect(connection, rows: Sequence[Sequence], offset: int, stored: Stored) -
     """Store `rows` (at `offset` in the batch) in a savepoint; on a refused value, halve."""
     try:
         with transaction.atomic(using=connection.alias):
-            stored.new += _insert_new(connection, rows)
+            new_keys = _insert_new(connection, rows)
+            stored.new += len(new_keys)
+            stored.new_keys |= new_keys
             return
     except (DataError, IntegrityError, OperationalError) as exc:
         if not _refused_row(exc):

@@ -27,14 +27,16 @@ def api(key):
 @pytest.fixture(autouse=True)
 def fresh_ingest_caches():
     """Each test's transaction is rolled back; the per-process caches of ingest (admitted
-    endpoints, Apdex thresholds) must not remember a previous test's data."""
+    endpoints, Apdex thresholds, error groups) must not remember a previous test's data."""
+    from observability.error_groups import store as error_groups
     from observability.ingest import cardinality, thresholds
 
-    cardinality.forget_cache()
-    thresholds.forget_cache()
+    caches = (cardinality, thresholds, error_groups)
+    for cache in caches:
+        cache.forget_cache()
     yield
-    cardinality.forget_cache()
-    thresholds.forget_cache()
+    for cache in caches:
+        cache.forget_cache()
 
 
 @pytest.fixture

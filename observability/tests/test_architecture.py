@@ -48,7 +48,9 @@ def test_only_the_api_package_knows_django_rest_framework():
     assert {module: names for module, names in offenders.items() if names} == {}
 
 
-@pytest.mark.parametrize("domain", ["observability/analytics", "observability/ingest"])
+@pytest.mark.parametrize(
+    "domain", ["observability/analytics", "observability/ingest", "observability/error_groups"]
+)
 def test_the_domain_does_not_import_the_api(domain):
     offenders = {
         str(path.relative_to(BASE_DIR)): sorted(

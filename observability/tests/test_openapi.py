@@ -29,7 +29,22 @@ def test_every_api_route_is_documented(schema):
         "/api/v1/services/",
         "/api/v1/search/",
         "/api/v1/requests/{event_id}/similar/",
+        "/api/v1/error-groups/",
+        "/api/v1/error-groups/{id}/",
     }
+
+
+def test_error_groups_are_documented(schema):
+    listing = schema["paths"]["/api/v1/error-groups/"]["get"]
+    parameters = {p["name"] for p in listing["parameters"]}
+    assert {"service", "endpoint", "status", "from", "to", "ordering", "cursor"} <= parameters
+    detail = schema["paths"]["/api/v1/error-groups/{id}/"]
+    assert set(detail) - {"parameters"} == {"get", "patch"}
+    body = detail["patch"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    change = schema["components"]["schemas"][body.rsplit("/", 1)[1]]
+    assert set(change["properties"]) == {"status"}
+    fields = schema["components"]["schemas"]["ErrorGroupDetail"]["properties"]
+    assert {"timeline", "endpoints", "samples", "title", "count", "status"} <= set(fields)
 
 
 def test_filters_and_error_shapes_are_documented(schema):

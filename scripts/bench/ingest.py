@@ -6,7 +6,11 @@ One run on this machine (client, app and database share its cores):
   3. the same kind of rows COPYed straight into the table with psycopg, from as many
      connections at once as gunicorn has workers (the physical limit);
   4. the same events through Django ORM bulk_create (the naive path);
-  5. OTLP protobuf exports of 1,000 SERVER spans through /v1/traces.
+  5. OTLP protobuf exports of 1,000 SERVER spans through /v1/traces;
+  6. the cost of error grouping: batches where 5 % of the events fail with messages
+     that differ in ids and numbers (a third with stack traces), against the very same
+     batches with those events answered 200 (the same bytes to parse and store, no
+     failure to group), alternating so both see the same machine.
 Writes reports/bench/ingest.json and prints it as the last line.
 """
 
@@ -36,6 +40,7 @@ from apm_platform.processes import (
 from scripts.bench.report import REPORTS, write_report
 
 BATCH = 1000
+JSON = "application/json"
 WORKERS = 2  # gunicorn's; the COPY baseline uses as many connections
 SERVICES = [f"service-{n}" for n in range(10)]
 ENDPOINTS = [f"/api/resource{n}/{{id}}" for n in range(20)]
@@ -59,6 +64,30 @@ def make_events(count: int, now: datetime) -> list[dict]:
         }
         for n in range(count)
     ]
+
+
+STACK = """Traceback (most recent call last):
+  File "/usr/lib/python3/dist-packages/django/core/handlers/base.py", line 197, in _get_response
+  File "/srv/app/shop/views.py", line {line}, in checkout
+  File "/srv/app/shop/{module}.py", line 42, in {function}
+LookupError: order {order} not found"""
+
+
+def failing_events(count: int, now: datetime, as_failures: bool) -> list[dict]:
+    """make_events with 5 % of the events failing the way real ones do, or, for the
+    comparison, the same events answered 200."""
+    events = make_events(count, now)
+    for n, event in enumerate(events[::20]):
+        order = uuid.uuid4().hex[: 6 + n % 7]
+        event["status_code"] = 500 if as_failures else 200
+        event["error_message"] = f"order {order} not found after {n * 37 % 5000} ms"
+        if n % 3 == 0:
+            function = ("load_order", "reserve_stock")[n % 2]
+            event["exception_type"] = "LookupError"
+            event["exception_message"] = f"order {order} not found"
+            event["stacktrace"] = STACK.format(line=10 + n % 5, module=function.split("_")[1],
+                                               function=function, order=order)  # fmt: skip
+    return events
 
 
 def stream(
@@ -121,7 +150,7 @@ def rows_for(events: list[dict], project_id: int) -> list[tuple]:
         (datetime.fromisoformat(e["time"]), project_id, e["service"], e["endpoint"], e["method"],
          e["status_code"], e["latency_ms"], uuid.UUID(e["event_id"]), e["trace_id"], e["span_id"],
          e["environment"], e["host"], "", None, None, jsonb_value(orjson.dumps(e["attributes"])),
-         300.0)
+         300.0, None)
         for e in events
     ]  # fmt: skip
 
@@ -223,10 +252,37 @@ def otlp_bodies(count: int) -> list[bytes]:
     return bodies
 
 
+def error_grouping_cost(url: str, headers: dict, args) -> dict:
+    """Events per second with 5 % failures grouped, and with the same events not failing;
+    four alternating rounds of each."""
+    rounds = 4
+    seconds = args.grouping_seconds / (2 * rounds)
+    capacity = int(seconds * 100_000 / BATCH) + 1
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(rounds):
+        for as_failures in (True, False):
+            now = datetime.now(UTC)
+            bodies = [orjson.dumps(failing_events(BATCH, now, as_failures))
+                      for _ in range(capacity)]  # fmt: skip
+            events, elapsed, _ = stream(
+                f"{url}/api/v1/ingest/", headers, bodies, args.client_threads, seconds, JSON
+            )
+            rates[as_failures].append(events / elapsed)
+    grouped, plain = statistics.median(rates[True]), statistics.median(rates[False])
+    print(f"error grouping: {grouped:.0f} vs {plain:.0f} events/s", file=sys.stderr)
+    return {
+        "events_per_s_5pct_failures_grouped": round(grouped),
+        "events_per_s_same_events_not_failing": round(plain),
+        "error_grouping_slowdown": round(1 - grouped / plain, 3),
+        "error_grouping_rounds": rounds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--otlp-seconds", type=float, default=15)
+    parser.add_argument("--grouping-seconds", type=float, default=40)
     parser.add_argument("--client-threads", type=int, default=4)
     parser.add_argument("--output", default=str(REPORTS / "ingest.json"))
     args = parser.parse_args()
@@ -264,6 +320,7 @@ def main() -> None:
                 args.otlp_seconds,
                 "application/x-protobuf",
             )
+            grouping = error_grouping_cost(server.url, headers, args)
         finally:
             sampler.running = False
             server.stop()
@@ -296,6 +353,7 @@ def main() -> None:
         "client_threads": args.client_threads,
         "server_workers": WORKERS,
         "copy_connections": WORKERS,
+        **grouping,
     }
     write_report(result, Path(args.output))
 

@@ -17,13 +17,19 @@ from tqdm import tqdm
 
 from observability import demo
 from observability.analytics import backend
+from observability.error_groups import store as error_groups
+from observability.error_groups.fingerprint import is_failure
 from observability.ingest.events import Row
 from observability.ingest.writer import copy_rows, jsonb_value
 from observability.models import ApiRequest, Project, ServiceSettings
 from observability.seeding import CATALOGUE, TrafficGenerator
 
 # The generator's fields that are columns as they are.
-SEEDED_COLUMNS = [f for f in Row._fields if f not in ("project_id", "attributes", "apdex_t_ms")]
+SEEDED_COLUMNS = [
+    f for f in Row._fields if f not in ("project_id", "attributes", "apdex_t_ms", "error_group_id")
+]
+# What the generator says about a failure, for its error group (not columns).
+FAILURE_FIELDS = ("exception_type", "exception_message", "stacktrace")
 
 
 class Command(BaseCommand):
@@ -106,25 +112,46 @@ class Command(BaseCommand):
 
     @staticmethod
     def _write_copy(project_id: int, thresholds: dict[str, float], batch: list[dict]) -> None:
-        copy_rows(
-            connection,
-            (
-                Row(
-                    **{name: e[name] for name in SEEDED_COLUMNS},
-                    project_id=project_id,
-                    attributes=jsonb_value(orjson.dumps(e["attributes"])),
-                    apdex_t_ms=thresholds[e["service"]],
-                )
-                for e in batch
-            ),
-        )
+        rows = [
+            Row(
+                **{name: e[name] for name in SEEDED_COLUMNS},
+                project_id=project_id,
+                attributes=jsonb_value(orjson.dumps(e["attributes"])),
+                apdex_t_ms=thresholds[e["service"]],
+            )
+            for e in batch
+        ]
+        rows, failed = _with_error_groups(project_id, rows, batch)
+        copy_rows(connection, rows)
+        error_groups.count(project_id, failed)
 
     @staticmethod
     def _write_orm(project_id: int, thresholds: dict[str, float], batch: list[dict]) -> None:
+        columns = [{k: v for k, v in e.items() if k not in FAILURE_FIELDS} for e in batch]
+        rows = [Row(**{n: e[n] for n in SEEDED_COLUMNS}, project_id=project_id, attributes=b"")
+                for e in batch]  # fmt: skip
+        rows, failed = _with_error_groups(project_id, rows, batch)
         ApiRequest.objects.bulk_create(
-            ApiRequest(project_id=project_id, apdex_t_ms=thresholds[e["service"]], **e)
-            for e in batch
-        )
+            ApiRequest(project_id=project_id, apdex_t_ms=thresholds[e["service"]],
+                       error_group_id=row.error_group_id, **e)
+            for e, row in zip(columns, rows, strict=True)
+        )  # fmt: skip
+        error_groups.count(project_id, failed)
+
+
+def _with_error_groups(project_id: int, rows: list[Row], batch: list[dict]):
+    """The rows with their error groups (as ingest gives them), and the failed ones."""
+    failed = [
+        n for n, e in enumerate(batch) if is_failure(e["status_code"], e.get("exception_type", ""))
+    ]
+    failures = [
+        (error_groups.failure(rows[n], **{f: batch[n].get(f, "") for f in FAILURE_FIELDS}), rows[n])
+        for n in failed
+    ]
+    rows = list(rows)
+    for n, group in zip(failed, error_groups.assign(project_id, failures), strict=True):
+        rows[n] = rows[n]._replace(error_group_id=group)
+    return rows, [rows[n] for n in failed]
 
 
 def post_batch(url: str, key: str, batch: list[dict]) -> None:

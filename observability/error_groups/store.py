@@ -1,0 +1,179 @@
+"""Error groups on the ingest path: each failed request gets its group, and each group
+its counts, in the transaction that stores the requests.
+
+Two steps around the COPY of a batch: `assign` finds or creates the group of every
+failure (one statement; groups this worker has seen are cached), `count` adds the
+batch's *new* rows (never a duplicate of a retried batch) to their groups' counts,
+hours and endpoints, and reopens resolved groups seen again (one locking statement and
+one update). Measured cost: docs/ERRORS.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.db import connection, transaction
+from prometheus_client import Counter
+
+from observability.error_groups.fingerprint import VERSION, Failure, group_of
+from observability.ingest.cache import LruCache
+from observability.ingest.events import Row
+
+MAX_STACKTRACE_CHARS = 16_000
+CACHE_ENTRIES = 20_000
+
+# (project_id, fingerprint) -> group id. Group ids never change.
+_ids: LruCache[int] = LruCache(CACHE_ENTRIES)
+
+OPENED = Counter(
+    "apm_error_groups_opened", "Error groups opened: new ones, and resolved ones seen again",
+    ["reason"],
+)  # fmt: skip
+
+FIND_OR_CREATE = """
+WITH given AS (
+    SELECT * FROM unnest(%(fingerprints)s::text[], %(kinds)s::text[], %(services)s::text[],
+                         %(endpoints)s::text[], %(titles)s::text[], %(types)s::text[],
+                         %(stacktraces)s::text[], %(seen)s::timestamptz[])
+        AS g(fingerprint, kind, service, endpoint, title, exception_type, stacktrace, seen)
+), created AS (
+    INSERT INTO apm_error_group (project_id, fingerprint, version, kind, service, endpoint,
+                                 title, exception_type, stacktrace, status, first_seen,
+                                 last_seen, count, times_reopened, created_at)
+    SELECT %(project)s, fingerprint, %(version)s, kind, service, endpoint, title,
+           exception_type, stacktrace, 'open', seen, seen, 0, 0, now()
+    FROM given
+    ON CONFLICT (project_id, fingerprint) DO NOTHING
+    RETURNING id, fingerprint
+)
+SELECT id, fingerprint, true FROM created
+UNION ALL
+SELECT e.id, e.fingerprint, false FROM apm_error_group AS e JOIN given AS g USING (fingerprint)
+WHERE e.project_id = %(project)s
+"""
+
+# Concurrent batches touch the same groups: lock them in one order (no deadlock).
+LOCK_GROUPS = "SELECT 1 FROM apm_error_group WHERE id = ANY(%(groups)s) ORDER BY id FOR UPDATE"
+
+# A resolved group seen again after its resolution is reopened: a regression.
+COUNT = """
+WITH occurrence AS (
+    SELECT * FROM unnest(%(groups)s::bigint[], %(times)s::timestamptz[], %(endpoints)s::text[],
+                         %(methods)s::text[]) AS o(group_id, time, endpoint, method)
+), per_group AS (
+    SELECT group_id, count(*) AS n, min(time) AS first_at, max(time) AS last_at
+    FROM occurrence GROUP BY group_id
+), counted AS (
+    UPDATE apm_error_group AS g
+    SET count = g.count + p.n,
+        first_seen = least(g.first_seen, p.first_at),
+        last_seen = greatest(g.last_seen, p.last_at),
+        status = CASE WHEN regressed THEN 'open' ELSE g.status END,
+        reopened_at = CASE WHEN regressed THEN now() ELSE g.reopened_at END,
+        times_reopened = g.times_reopened + CASE WHEN regressed THEN 1 ELSE 0 END
+    FROM (SELECT per_group.*, g2.status = 'resolved' AND per_group.last_at > g2.resolved_at
+                 AS regressed
+          FROM per_group JOIN apm_error_group AS g2 ON g2.id = per_group.group_id) AS p
+    WHERE g.id = p.group_id AND g.project_id = %(project)s
+    RETURNING p.regressed
+), hours AS (
+    INSERT INTO apm_error_group_hour (group_id, bucket, count)
+    SELECT group_id, date_trunc('hour', time, 'UTC'), count(*) FROM occurrence
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (group_id, bucket)
+    DO UPDATE SET count = apm_error_group_hour.count + EXCLUDED.count
+    RETURNING 1
+), endpoints AS (
+    INSERT INTO apm_error_group_endpoint (group_id, endpoint, method, count, last_seen)
+    SELECT group_id, endpoint, method, count(*), max(time) FROM occurrence
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (group_id, endpoint, method)
+    DO UPDATE SET count = apm_error_group_endpoint.count + EXCLUDED.count,
+                  last_seen = greatest(apm_error_group_endpoint.last_seen, EXCLUDED.last_seen)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FILTER (WHERE regressed) FROM counted), (SELECT count(*) FROM hours),
+       (SELECT count(*) FROM endpoints)
+"""
+
+
+def failure(row: Row, exception_type="", exception_message="", stacktrace="", fingerprint=""):
+    """The failure a stored row (after the caps) and its event's exception describe."""
+    return Failure(
+        service=row.service, endpoint=row.endpoint, status_code=row.status_code,
+        message=row.error_message, exception_type=exception_type,
+        exception_message=exception_message, stacktrace=stacktrace, fingerprint=fingerprint,
+    )  # fmt: skip
+
+
+def assign(project_id: int, failures: Sequence[tuple[Failure, Row]]) -> list[int]:
+    """The group id of each failure (of the row it belongs to), creating new groups."""
+    groupings = [group_of(failure) for failure, _ in failures]
+    ids: dict[str, int] = {}
+    missing: dict[str, tuple] = {}
+    for grouping, (failure, row) in zip(groupings, failures, strict=True):
+        known = _ids.get((project_id, grouping.fingerprint))
+        if known is not None:
+            ids[grouping.fingerprint] = known
+            continue
+        earliest = missing.get(grouping.fingerprint)
+        if earliest is None or row.time < earliest[2].time:
+            missing[grouping.fingerprint] = (grouping, failure, row)
+    if missing:
+        found = _find_or_create(project_id, list(missing.values()))
+        ids |= found
+        # Cached once the groups are committed: a rolled back batch takes its new groups
+        # with it, and no later batch may point at them.
+        transaction.on_commit(lambda: [_ids.put((project_id, f), i) for f, i in found.items()])
+    return [ids[grouping.fingerprint] for grouping in groupings]
+
+
+def _find_or_create(project_id: int, new: list[tuple]) -> dict[str, int]:
+    endpoint_kinds = ("exception", "message", "status")  # the endpoint is in their key
+    params = {
+        "project": project_id,
+        "version": VERSION,
+        "fingerprints": [g.fingerprint for g, _, _ in new],
+        "kinds": [g.kind for g, _, _ in new],
+        "services": [f.service for _, f, _ in new],
+        "endpoints": [f.endpoint if g.kind in endpoint_kinds else "" for g, f, _ in new],
+        "titles": [g.title for g, _, _ in new],
+        "types": [f.exception_type[:255] for _, f, _ in new],
+        "stacktraces": [f.stacktrace[:MAX_STACKTRACE_CHARS] for _, f, _ in new],
+        "seen": [row.time for _, _, row in new],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(FIND_OR_CREATE, params)
+        rows = cursor.fetchall()
+        if len(rows) < len(new):
+            # A concurrent batch created one of the groups after this statement began:
+            # its INSERT skipped the row, and the statement's snapshot cannot see it.
+            # The next statement can (read committed).
+            cursor.execute(FIND_OR_CREATE, params)
+            rows = cursor.fetchall()
+    created = sum(1 for _, _, is_new in rows if is_new)
+    if created:
+        transaction.on_commit(lambda: OPENED.labels("new").inc(created))
+    return {fingerprint: group_id for group_id, fingerprint, _ in rows}
+
+
+def count(project_id: int, occurrences: Sequence[Row]) -> None:
+    """Add stored rows (new ones only) to their groups."""
+    if not occurrences:
+        return
+    groups = [row.error_group_id for row in occurrences]
+    with connection.cursor() as cursor:
+        cursor.execute(LOCK_GROUPS, {"groups": sorted(set(groups))})
+        cursor.execute(COUNT, {
+            "project": project_id, "groups": groups, "times": [row.time for row in occurrences],
+            "endpoints": [row.endpoint for row in occurrences],
+            "methods": [row.method for row in occurrences],
+        })  # fmt: skip
+        (regressions, _, _) = cursor.fetchone()
+    if regressions:
+        transaction.on_commit(lambda: OPENED.labels("regression").inc(regressions))
+
+
+def forget_cache() -> None:
+    """For tests: start again from what the database says."""
+    _ids.clear()
