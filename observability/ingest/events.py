@@ -208,10 +208,7 @@ def decode_event(raw: bytes) -> Event:
     try:
         return _decode_event(raw)
     except msgspec.ValidationError as exc:
-        field, reason = field_and_reason(exc)
-        if reason == REQUIRED:
-            raise _missing_fields(raw) from exc
-        raise EventError(field, reason) from exc
+        raise _invalid_fields(raw, *field_and_reason(exc)) from exc
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise _malformed_field(raw, exc) from exc
 
@@ -220,13 +217,31 @@ REQUIRED = "This field is required."
 REQUIRED_FIELDS = ("time", "service", "method", "status_code", "latency_ms")
 
 
-def _missing_fields(raw: bytes) -> EventError:
-    """Every required field the event lacks (msgspec stops at the first)."""
-    present = set(msgspec.json.decode(raw, type=dict[str, msgspec.Raw]))
-    missing = [name for name in REQUIRED_FIELDS if name not in present]
-    if not present & {"endpoint", "path"}:
-        missing.append("endpoint")
-    return EventError(missing[0], REQUIRED, dict.fromkeys(missing[1:], REQUIRED))
+def _invalid_fields(raw: bytes, field: str, reason: str) -> EventError:
+    """Every field of the event that is missing or invalid (msgspec stops at the first):
+    each value decoded alone against its field's type. Only on the failure path."""
+    try:
+        values = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return EventError(field, reason)  # not an object of fields: what msgspec said
+    problems = {name: REQUIRED for name in REQUIRED_FIELDS if name not in values}
+    if not values.keys() & {"endpoint", "path"}:
+        problems["endpoint"] = REQUIRED
+    for name, kind in _FIELD_TYPES.items():
+        if name in values:
+            try:
+                msgspec.json.decode(values[name], type=kind)
+            except msgspec.ValidationError as exc:
+                problems[name] = field_and_reason(exc)[1]
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                problems[name] = "Is not storable JSON."
+    if not problems:  # found by msgspec only in context: report what it said
+        return EventError(field, reason)
+    first, *rest = problems
+    return EventError(first, problems[first], {name: problems[name] for name in rest})
+
+
+_FIELD_TYPES = {field.encode_name: field.type for field in msgspec.structs.fields(Event)}
 
 
 def _malformed_field(raw: bytes, error: Exception) -> EventError | MalformedBody:

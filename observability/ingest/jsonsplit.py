@@ -47,6 +47,8 @@ def members(text: bytes) -> list[tuple[bytes | int, bytes]]:
         elif char in b"[{":
             depth += 1
         elif char == b":" and depth == 1 and in_object:
+            if key is None:
+                raise NotSplittable("An object member has no string key.")
             value_start = position
         elif depth == 1 and char in b",]}":
             value = text[value_start:at].strip(_SPACE) if value_start is not None else b""
