@@ -12,7 +12,8 @@ OPS_BIN := $(abspath $(OPS_VENV))/bin
 .PHONY: help venv run test lint migrate shell clean-data bench-ingest bench-kpi bench-search bench-sketches \
 	ops-venv validate secrets certs cluster-config up down backup-up monitoring-up \
 	cluster-up cluster-down app-up backup-full backup-check deploy \
-	drill-baseline drill-primary-restore drill-failover drill-minio-outage
+	drill-baseline drill-primary-restore drill-failover drill-minio-outage \
+	cluster-local cluster-local-down cluster-local-status cluster-local-clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -88,6 +89,25 @@ validate: venv ops-venv ## Check every deployment file: YAML, Compose, Dockerfil
 	$(OPS_BIN)/python -m pytest -q -c scripts/tests/pytest.ini scripts/tests
 	@echo "== Grafana dashboards: datasources, and every SQL panel run on the test database"
 	$(PY) -m pytest -q apm_platform/tests/test_grafana_dashboards.py
+
+# --- The local cluster: the three nodes' roles as processes on this machine ---------
+
+# Debian's packages the local cluster runs (no services are started by installing them).
+CLUSTER_LOCAL_PACKAGES := postgresql-15 pgbackrest prometheus prometheus-postgres-exporter \
+	prometheus-node-exporter nginx openssl curl
+
+cluster-local: venv ops-venv ## Start the local cluster (DATA, CONTROL, APP as processes; state in .cluster-local/)
+	scripts/dev/install-debian-packages.sh $(CLUSTER_LOCAL_PACKAGES)
+	scripts/cluster/local.sh up
+
+cluster-local-down: ## Stop the local cluster (its state is kept)
+	scripts/cluster/local.sh down
+
+cluster-local-status: ## What runs where: processes, ports, data directories, logs
+	scripts/cluster/local.sh status
+
+cluster-local-clean: ## Stop the local cluster and delete .cluster-local/
+	scripts/cluster/local.sh clean
 
 # --- Docker stacks (need a Docker engine with the Compose plugin) -------------------
 

@@ -205,6 +205,8 @@ def render_targets(config: dict) -> dict[str, list[dict]]:
             target(f"apm-{node}", ports["node_exporter"], node=node)
             for node in ("app", "data", "control")
         ],
+        # Prometheus itself, inside its container: plain HTTP.
+        "prometheus.yml": [{"targets": ["localhost:9090"]}],
     }
 
 

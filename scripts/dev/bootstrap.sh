@@ -5,7 +5,10 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-secrets="${root}/docker/secrets"
+# Elsewhere than docker/ for the local cluster (scripts/cluster/local.sh: .cluster-local/).
+secrets="${APM_SECRETS_DIR:-${root}/docker/secrets}"
+certs="${APM_CERTS_DIR:-${root}/docker/certs}"
+export APM_CERTS_DIR="${certs}"
 # Group of every secret and private key. Containers read them through bind mounts, as
 # their own users: the database and pgBackRest images run as 1000:1000; the web app,
 # exporters and Grafana are given this group (group_add in the Compose files).
@@ -25,21 +28,21 @@ generate_secrets() {
                 pgbackrest_s3_secret pgbackrest_cipher_pass prometheus_proxy_password; do
         if [[ ! -s "${secrets}/${name}" ]]; then
             (umask 077 && random_secret > "${secrets}/${name}")
-            echo "docker/secrets/${name}: generated"
+            echo "${secrets#"${root}/"}/${name}: generated"
         fi
     done
     # The app's database URL, built from the writer password (db: the Compose service).
     if [[ ! -s "${secrets}/database_url" ]]; then
         (umask 077 && printf 'postgres://apm_writer:%s@db:5432/apm\n' \
             "$(cat "${secrets}/db_writer_password")" > "${secrets}/database_url")
-        echo "docker/secrets/database_url: generated"
+        echo "${secrets#"${root}/"}/database_url: generated"
     fi
     # Basic auth of the monitoring proxy in front of Prometheus (user "prometheus").
     if [[ ! -s "${secrets}/prometheus_htpasswd" ]]; then
         (umask 077 && printf 'prometheus:%s\n' \
             "$(openssl passwd -apr1 "$(cat "${secrets}/prometheus_proxy_password")")" \
             > "${secrets}/prometheus_htpasswd")
-        echo "docker/secrets/prometheus_htpasswd: generated"
+        echo "${secrets#"${root}/"}/prometheus_htpasswd: generated"
     fi
     # MinIO's entrypoint wants the root user as a secret file too; it is not secret.
     [[ -s "${secrets}/minio_root_user" ]] || echo "apm-minio-admin" > "${secrets}/minio_root_user"
@@ -49,7 +52,7 @@ generate_secrets() {
 
 # Who can read secrets: root and the group SECRETS_GID, nobody else.
 protect_private_files() {
-    local files=("${secrets}"/* "${root}"/docker/certs/*.key "${root}"/docker/certs/*/*.key)
+    local files=("${secrets}"/* "${certs}"/*.key "${certs}"/*/*.key)
     if [[ "$(id -u)" != 0 ]]; then
         echo "bootstrap: not root, so secrets stay readable by $(id -un) only;" \
              "containers running as other users will not read them (run as root)" >&2

@@ -3,7 +3,11 @@
 # /docker-entrypoint-initdb.d, so the image's entrypoint runs it once, as postgres, when
 # it initialises the data directory (after 001_roles.sh, which creates `replicator`).
 #   - one physical replication slot per replica (REPLICA_SLOTS, comma-separated): the
-#     primary keeps the WAL a replica has not received yet, up to max_slot_wal_keep_size;
+#     primary keeps the WAL a replica has not received yet, up to max_slot_wal_keep_size.
+#     Each slot reserves WAL from its creation: an unreserved slot gets its position only
+#     when its replica's clone starts streaming, and a checkpoint running at that moment
+#     (the other replica's clone asks for one) can invalidate it as if it exceeded
+#     max_slot_wal_keep_size, failing that clone (seen with two replicas starting at once);
 #   - pg_hba.conf: from the network only TLS with SCRAM passwords, for the app's roles
 #     and for `replicator`'s replication connections. pg_basebackup copies this file to
 #     the replicas, so a promoted replica accepts the same clients.
@@ -16,7 +20,7 @@ set -euo pipefail
 create_slot() {
     psql -v ON_ERROR_STOP=1 --username "${POSTGRES_USER}" --dbname "${POSTGRES_DB}" \
         -v slot="$1" <<'SQL'
-SELECT pg_create_physical_replication_slot(:'slot')
+SELECT pg_create_physical_replication_slot(:'slot', immediately_reserve => true)
 WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = :'slot');
 SQL
 }
