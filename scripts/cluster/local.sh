@@ -275,7 +275,7 @@ init_primary() {
 
 db_env() {
     pgbackrest_db_env "${DB_ENV_NODE}"
-    if [[ "${DB_ENV_NODE}" != primary ]]; then
+    if [[ "${DB_ENV_NODE}" != "$(current_primary)" ]]; then
         # x-replica-environment, pointing at whichever instance is the primary now.
         echo "PGDATA=$(db_data_dir "${DB_ENV_NODE}")"
         echo "PRIMARY_HOST=127.0.0.1"
@@ -294,9 +294,9 @@ start_db() {
     local -a options
     mapfile -t options < <(postgres_options "${node}")
     DB_ENV_NODE="${node}"
-    # A promoted replica (or the primary) runs postgres itself; a replica runs the shipped
-    # replica-entrypoint.sh, which clones the primary on its first start.
-    if [[ "${node}" == "$(current_primary)" || ! -f "$(db_data_dir "${node}")/standby.signal" && -s "$(db_data_dir "${node}")/PG_VERSION" ]]; then
+    # The primary (or a promoted replica) runs postgres itself; a replica runs the shipped
+    # replica-entrypoint.sh, which clones the primary when it has no data directory.
+    if [[ "${node}" == "$(current_primary)" ]]; then
         spawn "${name}" db_env postgres -D "$(db_data_dir "${node}")" "${options[@]}"
     else
         spawn "${name}" db_env bash "${ROOT}/docker/cluster/replica/replica-entrypoint.sh" "${options[@]}"
@@ -657,10 +657,91 @@ kill_postgres() {
     kill -s KILL "${pid}" ${children} 2>/dev/null || true
 }
 
+# --- Operations on one process (the drills' local driver) --------------------------------
+
+start_named() {
+    case "$1" in
+        db-*) start_db "${1#db-}" ;;
+        pgbackrest-db) spawn pgbackrest-db pgbackrest_db_server_env pgbackrest server ;;
+        postgres-exporter-*) start_exporter "${1#postgres-exporter-}" ;;
+        s3) start_s3 ;;
+        pgbackrest) spawn pgbackrest pgbackrest_repo_env pgbackrest-entrypoint server ;;
+        prometheus) start_prometheus ;;
+        *) die "cannot start $1 alone" ;;
+    esac
+}
+
+stop_named() {
+    case "$1" in
+        db-*) stop_postgres "$1" ;;
+        *) stop_process "$1" ;;
+    esac
+}
+
+# As a crash: SIGKILL to every process of it at once, no shutdown.
+kill_named() {
+    local pid
+    pid="$(pid_of "$1")" || die "$1 is not running"
+    log "$1: SIGKILL"
+    case "$1" in
+        db-*) kill_postgres "${pid}" ;;
+        *) kill -s KILL -- "-${pid}" 2>/dev/null || kill -s KILL "${pid}" ;;
+    esac
+    while kill -0 "${pid}" 2>/dev/null; do sleep 0.1; done
+    rm -f "${STATE}/run/$1.pid"
+}
+
+# pgbackrest on the DATA node for instance NODE (restore), as its container runs it.
+pgbackrest_data() {
+    local node="$1"
+    shift
+    local -a environment
+    mapfile -t environment < <(base_env; pgbackrest_db_env "${node}")
+    as_server_user env -i "${environment[@]}" "${STATE}/bin/pgbackrest-secrets" "$@"
+}
+
+# The shipped primary-setup.sh on a primary that lost its slots (restored from a backup, or
+# a promoted replica): the replicas' slots again, and the same pg_hba.conf.
+primary_setup() {
+    local node="$1"
+    as_server_user env -i PATH="${PG_BIN}:/usr/bin:/bin" HOME="${STATE}/home" \
+        PGHOST="$(db_socket_dir "${node}")" PGPORT="$(db_port "${node}")" PGDATA="$(db_data_dir "${node}")" \
+        POSTGRES_USER=postgres POSTGRES_DB=apm REPLICA_SLOTS="$(replica_slots_of "${node}")" \
+        bash "${ROOT}/docker/cluster/replica/primary-setup.sh" >&2
+    psql_super "${node}" -c "SELECT pg_reload_conf()" >/dev/null
+}
+
+# Every instance but NODE has a slot on NODE (each replica streams through its own name).
+replica_slots_of() {
+    local node="$1" other slots=()
+    for other in "${DB_NODES[@]}"; do
+        [[ "${other}" == "${node}" ]] || slots+=("${other}")
+    done
+    (IFS=,; echo "${slots[*]}")
+}
+
+set_primary() {
+    db_port "$1" >/dev/null
+    echo "$1" > "${STATE}/run/primary"
+    [[ "$(id -u)" == 0 ]] && chown "${RUN_AS}:" "${STATE}/run/primary"
+    log "the primary is now $1"
+}
+
 case "${1:-}" in
     up) up ;;
     down) down ;;
     status) status ;;
     clean) down; rm -rf "${STATE}"; log "removed ${STATE}" ;;
-    *) echo "usage: $0 up|down|status|clean" >&2; exit 2 ;;
+    start) shift; for name in "$@"; do start_named "${name}"; done ;;
+    stop) shift; for name in "$@"; do stop_named "${name}"; done ;;
+    kill) shift; for name in "$@"; do kill_named "${name}"; done ;;
+    running) is_running "$2" ;;
+    psql) shift; psql_super "$@" ;;
+    pgbackrest-repo) shift; pgbackrest_repo "$@" ;;
+    pgbackrest-data) shift; pgbackrest_data "$@" ;;
+    primary-setup) primary_setup "$2" ;;
+    set-primary) set_primary "$2" ;;
+    *) echo "usage: $0 up|down|status|clean | start|stop|kill NAME... | running NAME | psql NODE ARGS |" \
+            "pgbackrest-repo ARGS | pgbackrest-data NODE ARGS | primary-setup NODE | set-primary NODE" >&2
+       exit 2 ;;
 esac

@@ -1,60 +1,177 @@
 #!/usr/bin/env bash
-# Shared by the failure drills (sourced). The drills need a Docker engine with the
-# Compose plugin and a running stack: the single host with backups
-# (make up backup-up) for 00, 01 and 03; the DATA stack of the cluster for 02.
+# Shared by the failure drills (sourced). TARGET chooses where they run:
+#   TARGET=local    the local cluster (make cluster-local): scripts/drills/driver-local.sh
+#   TARGET=compose  the cluster's Compose stacks (make cluster-up, Docker engine needed):
+#                   scripts/drills/driver-compose.sh
+# The drills' steps are the same on both; a driver only says how to run SQL on, kill,
+# start, restore or promote a database instance, reach pgBackRest's repository host, stop
+# the S3 server, query Prometheus and reach the app. Every wait is bounded and fails with
+# what it waited for. Each drill writes reports/drills/<drill>.json.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 REPORTS="${ROOT}/reports/drills"
-SINGLE=(docker compose -f "${ROOT}/docker/docker-compose.yml" -f "${ROOT}/docker/docker-compose.backup.yml"
-        --env-file "${ROOT}/docker/.env.ports")
-# shellcheck disable=SC2034  # used by 02_failover_replica.sh, which sources this file
-DATA=(docker compose -f "${ROOT}/docker/cluster/docker-compose.data.yml"
-      --env-file "${ROOT}/docker/cluster/.env.cluster")
-
-require_docker() {
-    if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
-        echo "$(basename "$0"): needs a Docker engine with the Compose plugin; none is reachable here." >&2
-        exit 2
-    fi
-}
+TARGET="${TARGET:-compose}"
+DRILLS_PY="${DRILLS_PY:-${ROOT}/.venv/bin/python}"
+MARKERS="${ROOT}/scripts/drills/markers.py"
 
 log() {
-    echo "[$(date -u +%H:%M:%S)] $*" >&2
+    echo "[drill $(date -u +%H:%M:%S)] $*" >&2
 }
 
-# psql on the single host's database, as the superuser over the container's socket.
-sql_single() {
-    "${SINGLE[@]}" exec -T db psql -U postgres -d apm -At -v ON_ERROR_STOP=1 -c "$1"
+case "${TARGET}" in
+    local|compose) ;;
+    *) echo "TARGET must be local or compose, not '${TARGET}'" >&2; exit 2 ;;
+esac
+# shellcheck source=driver-local.sh
+source "${ROOT}/scripts/drills/driver-${TARGET}.sh"
+
+now() {
+    date +%s.%N | cut -c1-14
 }
 
-wait_healthy() {
-    local service="$1" timeout="${2:-300}" started
+# seconds between two epoch times, to 0.1 s
+elapsed() {
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'
+}
+
+# wait_for DESCRIPTION SECONDS COMMAND...: until COMMAND succeeds, at most SECONDS.
+wait_for() {
+    local what="$1" timeout="$2" started
+    shift 2
     started="$(date +%s)"
-    until [[ "$("${SINGLE[@]}" ps --format '{{.Health}}' "${service}" 2>/dev/null)" == healthy ]]; do
-        if (( $(date +%s) - started > timeout )); then
-            log "${service} is not healthy after ${timeout}s"
+    until "$@" >/dev/null 2>&1; do
+        if (( $(date +%s) - started >= timeout )); then
+            log "FAILED: ${what}: not within ${timeout}s"
             return 1
         fi
-        sleep 2
+        sleep 1
     done
 }
 
-# Writes reports/drills/<UTC time>-<drill>.json from "key=value" arguments (numbers
-# stay numbers).
+# Stops the drill with a failed report naming the check that failed.
+fail() {
+    local drill="$1" reason="$2"
+    shift 2
+    log "FAILED: ${reason}"
+    report "${drill}" result=failed "reason=${reason}" "$@"
+    exit 1
+}
+
+# report DRILL key=value...: reports/drills/DRILL.json. Numbers, true/false/null and JSON
+# objects/arrays stay as they are; anything else is a string.
 report() {
     local drill="$1" file pair key value body=""
     shift
     mkdir -p "${REPORTS}"
-    file="${REPORTS}/$(date -u +%Y%m%dT%H%M%SZ)-${drill}.json"
+    file="${REPORTS}/${drill}.json"
     for pair in "$@"; do
         key="${pair%%=*}"
         value="${pair#*=}"
-        [[ "${value}" =~ ^-?[0-9]+(\.[0-9]+)?$ ]] || value="\"${value//\"/\\\"}\""
-        body="${body:+${body}, }\"${key}\": ${value}"
+        if ! [[ "${value}" =~ ^-?[0-9]+(\.[0-9]+)?$ || "${value}" =~ ^(true|false|null)$ || "${value}" =~ ^[\{\[] ]]; then
+            value="${value//\\/\\\\}"
+            value="\"${value//\"/\\\"}\""
+        fi
+        body="${body}, \"${key}\": ${value}"
     done
-    printf '{"drill": "%s", "finished_at": "%s", %s}\n' "${drill}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${body}" \
-        > "${file}"
+    printf '{"drill": "%s", "target": "%s", "finished_at": "%s"%s}\n' \
+        "${drill}" "${TARGET}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${body}" \
+        | "${DRILLS_PY}" -m json.tool > "${file}"
     log "report: ${file#"${ROOT}/"}"
     cat "${file}"
+}
+
+# A JSON field of a one-line JSON document: json_field '{"a": 1}' a
+json_field() {
+    "${DRILLS_PY}" -c 'import json, sys; v = json.loads(sys.argv[1]).get(sys.argv[2]); print("null" if v is None else v)' "$1" "$2"
+}
+
+# --- Marker events: a steady ingest load with its acknowledgements recorded -----------
+
+DRILL_WORK="${DRILL_WORK:-$(mktemp -d)}"
+INGEST_PID=""
+
+# The app's API when the APP node runs; otherwise the database directly (see markers.py),
+# which the report says (writer).
+ingest_start() {
+    local service="$1"
+    MARKER_SERVICE="${service}"
+    MARKER_FILE="${DRILL_WORK}/${service}.jsonl"
+    rm -f "${DRILL_WORK}/stop" "${MARKER_FILE}"
+    local -a destination
+    if driver_app_running; then
+        destination=(--api "$(driver_app_url)" --api-key-file "$(driver_app_api_key_file)" --ca "$(driver_app_ca)")
+        MARKER_TABLE=api_request
+    else
+        log "the APP node is not running: markers go straight to the primary (table drill_marker)"
+        destination=(--dsn "$(driver_writer_dsn)")
+        MARKER_TABLE=drill_marker
+    fi
+    "${DRILLS_PY}" "${MARKERS}" ingest --out "${MARKER_FILE}" --stop-file "${DRILL_WORK}/stop" \
+        --service "${service}" --rate "${DRILL_INGEST_RATE:-10}" "${destination[@]}" &
+    INGEST_PID=$!
+    trap ingest_cleanup EXIT
+    wait_for "the first acknowledged marker" 60 test -s "${MARKER_FILE}" || return 1
+    log "ingest running (${MARKER_TABLE}, ${DRILL_INGEST_RATE:-10}/s)"
+}
+
+ingest_stop() {
+    touch "${DRILL_WORK}/stop"
+    if [[ -n "${INGEST_PID}" ]]; then
+        wait "${INGEST_PID}" || true
+        INGEST_PID=""
+    fi
+}
+
+ingest_cleanup() {
+    [[ -z "${INGEST_PID}" ]] || ingest_stop
+}
+
+ingest_summary() {
+    cat "${MARKER_FILE}.summary.json"
+}
+
+acked_count() {
+    wc -l < "${MARKER_FILE}" | tr -d ' '
+}
+
+# The first marker acknowledged at or after EPOCH (its time), or nothing.
+first_ack_after() {
+    awk -v t="$1" -F'"acked_at": ' '{ split($2, a, "}"); if (a[1] + 0 >= t + 0) { print a[1]; exit } }' "${MARKER_FILE}"
+}
+
+# markers_verify [verify options]: which acknowledged markers the current primary has.
+markers_verify() {
+    "${DRILLS_PY}" "${MARKERS}" verify --acked "${MARKER_FILE}" --service "${MARKER_SERVICE}" \
+        --table "${MARKER_TABLE}" --dsn "$(driver_writer_dsn)" "$@"
+}
+
+# --- Checks shared by several drills ---------------------------------------------------
+
+sql_primary() {
+    driver_db_sql "$(driver_current_primary)" "$1"
+}
+
+is_writable() {
+    [[ "$(driver_db_sql "$1" "SELECT NOT pg_is_in_recovery()")" == t ]]
+}
+
+streaming_replicas() {
+    sql_primary "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+}
+
+pgbackrest_check() {
+    driver_pgbackrest --stanza=apm check
+}
+
+# Active Prometheus alerts named NAME in state STATE (firing|pending), as a count.
+prometheus_alert_count() {
+    driver_prometheus "/api/v1/alerts" | "${DRILLS_PY}" -c '
+import json, sys
+alerts = json.load(sys.stdin)["data"]["alerts"]
+print(sum(1 for a in alerts if a["labels"].get("alertname") == sys.argv[1] and a["state"] == sys.argv[2]))' "$1" "$2"
+}
+
+alert_firing() {
+    (( $(prometheus_alert_count "$1" firing) > 0 ))
 }
