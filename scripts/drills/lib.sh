@@ -140,6 +140,10 @@ first_ack_after() {
     awk -v t="$1" -F'"acked_at": ' '{ split($2, a, "}"); if (a[1] + 0 >= t + 0) { print a[1]; exit } }' "${MARKER_FILE}"
 }
 
+has_ack_after() {
+    [[ -n "$(first_ack_after "$1")" ]]
+}
+
 # markers_verify [verify options]: which acknowledged markers the current primary has.
 markers_verify() {
     "${DRILLS_PY}" "${MARKERS}" verify --acked "${MARKER_FILE}" --service "${MARKER_SERVICE}" \
@@ -158,6 +162,10 @@ is_writable() {
 
 streaming_replicas() {
     sql_primary "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+}
+
+streaming_at_least() {
+    (( $(streaming_replicas) >= $1 ))
 }
 
 pgbackrest_check() {

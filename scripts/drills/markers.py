@@ -4,7 +4,7 @@ recorded, and the check of which acknowledged markers the database still has.
     markers.py ingest --out FILE --stop-file FILE --service NAME (--api URL --api-key-file F
                       [--ca FILE] | --dsn DSN) [--rate 10] [--max-seconds 900]
     markers.py verify --acked FILE --service NAME --dsn DSN [--table api_request]
-                      [--acked-before EPOCH] [--after EPOCH]
+                      [--acked-before EPOCH] [--after EPOCH] [--incident-at EPOCH]
 
 `ingest` sends one marker at a time, through the app's API (POST /api/v1/ingest/, acknowledged
 by a 2xx, which the app answers only after its commit) or, when the APP node is not running,
@@ -149,7 +149,7 @@ def verify(args: argparse.Namespace) -> int:
     missing = [r for r in records if uuid.UUID(r["event_id"]) not in found]
     must_have = [r for r in missing if args.acked_before is not None and r["acked_at"] < args.acked_before]
     acked_times = [r["acked_at"] for r in records]
-    result = {
+    result: dict = {
         "acked": len(records),
         "found": len(records) - len(missing),
         "lost": len(missing),
@@ -158,6 +158,18 @@ def verify(args: argparse.Namespace) -> int:
         "last_lost_acked_at": max((r["acked_at"] for r in missing), default=None),
         "last_acked_at": max(acked_times, default=None),
     }
+    if args.incident_at is not None:
+        # RPO: how much acknowledged history before the incident is gone, in seconds from
+        # the last marker that survived to the incident (0 when none was lost).
+        survived = [
+            r["acked_at"] for r in records
+            if r["acked_at"] < args.incident_at and uuid.UUID(r["event_id"]) in found
+        ]  # fmt: skip
+        lost_before_incident = [r for r in missing if r["acked_at"] < args.incident_at]
+        result["lost_before_incident"] = len(lost_before_incident)
+        result["rpo_seconds"] = (
+            round(args.incident_at - max(survived), 2) if lost_before_incident and survived else 0
+        )
     json.dump(result, sys.stdout)
     print()
     return 0
@@ -183,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     verify_parser.add_argument("--table", default="api_request")
     verify_parser.add_argument("--acked-before", type=float)
     verify_parser.add_argument("--after", type=float)
+    verify_parser.add_argument("--incident-at", type=float)
     args = parser.parse_args(argv)
     if args.command == "ingest":
         if bool(args.api) == bool(args.dsn):
