@@ -37,8 +37,9 @@ fi
 ingest_start "drill-failover-$(date -u +%s)"
 sleep "${DRILL_WARMUP_SECONDS:-10}"
 log "SIGKILL ${old_primary}"
-driver_db_kill "${old_primary}"
+# From just before the signal: the times measured include the kill itself.
 killed_at="$(now)"
+driver_db_kill "${old_primary}"
 driver_db_sql "${new_primary}" "SELECT pg_promote(true, 60)" >/dev/null || fail "${drill}" "pg_promote on ${new_primary} failed"
 wait_for "${new_primary} to accept writes" 60 is_writable "${new_primary}" || fail "${drill}" "${new_primary} not writable"
 promoted_at="$(now)"
@@ -81,7 +82,7 @@ wait_for "pgbackrest check from the new primary" 300 pgbackrest_check \
     || fail "${drill}" "pgbackrest check fails on the new primary" markers="${verify}"
 
 to_json_list() {
-    local IFS=,
+    (( $# > 0 )) || { echo '[]'; return; }
     printf '[%s]' "$(printf '"%s",' "$@" | sed 's/,$//')"
 }
 lost="$(json_field "${verify}" lost_before_incident)"
