@@ -176,14 +176,19 @@ backup-check: ## pgbackrest check and info (STACK=single|cluster)
 deploy: ops-venv ## Deploy the cluster with Ansible (infra/ansible/inventory/hosts.ini)
 	cd infra/ansible && PATH=$(OPS_BIN):$$PATH ansible-playbook site.yml
 
-drill-baseline: ## Drill 0: record the state the other drills compare to (single host + backups)
-	scripts/drills/00_baseline.sh
+# The drills run against TARGET=local (make cluster-local) or compose (the cluster's
+# stacks, Docker engine needed); DRILL_SYNC=1 makes drill-failover synchronous first.
+TARGET ?= compose
+DRILL_ENV = TARGET=$(TARGET) $(if $(DRILL_SYNC),DRILL_SYNC=$(DRILL_SYNC))
 
-drill-primary-restore: ## Drill 1: delete the data directory, restore from pgBackRest, measure RTO
-	scripts/drills/01_primary_restore.sh
+drill-baseline: ## Drill 0: replication, archiving, backups, readiness (TARGET=local|compose)
+	$(DRILL_ENV) scripts/drills/00_baseline.sh
 
-drill-failover: ## Drill 2: stop the cluster's primary, promote replica1, measure time to writable
-	scripts/drills/02_failover_replica.sh
+drill-primary-restore: ## Drill 1: lose the primary's data directory under ingest, restore, RTO/RPO
+	$(DRILL_ENV) scripts/drills/01_primary_restore.sh
 
-drill-minio-outage: ## Drill 3: stop MinIO; writes continue, archiving catches up afterwards
-	scripts/drills/03_minio_outage.sh
+drill-failover: ## Drill 2: SIGKILL the primary under ingest, promote replica1, seconds to writable, events lost
+	$(DRILL_ENV) scripts/drills/02_failover_replica.sh
+
+drill-minio-outage: ## Drill 3: S3 down 2 minutes under ingest: writes continue, alert fires, archive catches up
+	$(DRILL_ENV) scripts/drills/03_minio_outage.sh

@@ -5,7 +5,7 @@
 #   docker/certs/gen_pgbackrest_mtls.sh [repo-host-name] [db-host-name]
 # Writes docker/certs/pgbackrest/ (never committed), or APM_CERTS_DIR/pgbackrest; the keys'
 # group and mode are set by scripts/dev/bootstrap.sh (see there).
-# PGBACKREST_CERT_EXTRA_SAN adds names to both certificates (e.g. "DNS:localhost" for the
+# APM_PGBACKREST_CERT_EXTRA_SAN adds names to both certificates (e.g. "DNS:localhost" for the
 # local cluster, where both hosts are this machine); the common names, which the
 # servers' tls-server-auth matches, stay the same.
 set -euo pipefail
@@ -28,7 +28,7 @@ openssl req -x509 -newkey rsa:3072 -sha256 -days 3650 -nodes \
 
 issue() {
     local name="$1" common_name="$2" names
-    names="DNS:${common_name}${PGBACKREST_CERT_EXTRA_SAN:+,${PGBACKREST_CERT_EXTRA_SAN}}"
+    names="DNS:${common_name}${APM_PGBACKREST_CERT_EXTRA_SAN:+,${APM_PGBACKREST_CERT_EXTRA_SAN}}"
     openssl req -newkey rsa:3072 -sha256 -nodes \
         -keyout "${out}/${name}.key" -out "${out}/${name}.csr" -subj "/CN=${common_name}" 2>/dev/null
     openssl x509 -req -sha256 -days 825 -in "${out}/${name}.csr" \

@@ -86,15 +86,16 @@ spawn() {
     echo $! > "${STATE}/run/${name}.pid"
 }
 
-# stop_process NAME [SIGNAL]: signal the session, wait for it to end (bounded), then KILL.
+# stop_process NAME [SIGNAL] [GRACE]: signal the session, wait for it to end (at most GRACE
+# seconds, 60), then KILL.
 stop_process() {
-    local name="$1" signal="${2:-TERM}" pid waited=0
+    local name="$1" signal="${2:-TERM}" grace="${3:-60}" pid waited=0
     pid="$(pid_of "${name}")" || { rm -f "${STATE}/run/${name}.pid"; return 0; }
     log "${name}: stopping (SIG${signal})"
     kill -s "${signal}" -- "-${pid}" 2>/dev/null || kill -s "${signal}" "${pid}" 2>/dev/null || true
     while kill -0 "${pid}" 2>/dev/null; do
-        if (( waited >= 60 )); then
-            log "${name}: still running after 60s; SIGKILL"
+        if (( waited >= grace )); then
+            log "${name}: still running after ${grace}s; SIGKILL"
             kill -s KILL -- "-${pid}" 2>/dev/null || true
             break
         fi
@@ -145,7 +146,7 @@ require_tools() {
 # which both hosts are here), the S3 server's certificate ("minio", localhost).
 prepare_secrets() {
     APM_SECRETS_DIR="${STATE}/secrets" APM_CERTS_DIR="${CERTS}" \
-        APM_SECRETS_GID="$(id -g "${RUN_AS}")" PGBACKREST_CERT_EXTRA_SAN="DNS:localhost" \
+        APM_SECRETS_GID="$(id -g "${RUN_AS}")" APM_PGBACKREST_CERT_EXTRA_SAN="DNS:localhost" \
         "${ROOT}/scripts/dev/bootstrap.sh" | sed 's/^/[bootstrap] /' >&2
 }
 
@@ -362,7 +363,7 @@ data_up() {
     for node in "${DB_NODES[@]}"; do
         start_exporter "${node}"
     done
-    start_node_exporter data "${PORT_NODE_DATA}"
+    start_named node-exporter-data
 }
 
 # --- CONTROL node -----------------------------------------------------------------------
@@ -533,7 +534,7 @@ control_up() {
     # `pgbackrest server` and the schedule (stanza-create, first full backups), as the
     # pgbackrest container's entrypoint runs them.
     spawn pgbackrest pgbackrest_repo_env pgbackrest-entrypoint server
-    start_node_exporter control "${PORT_NODE_CONTROL}" --collector.textfile.directory="${STATE}/control/metrics"
+    start_named node-exporter-control
     start_prometheus
     wait_until "Prometheus on ${PORT_PROMETHEUS}" "${WAIT_SECONDS}" prometheus_ready
     # The drills restore from these: wait for the schedule's first full backups.
@@ -544,7 +545,7 @@ control_up() {
 # --- APP node -------------------------------------------------------------------------
 
 app_up() {
-    start_node_exporter app "${PORT_NODE_APP}"
+    start_named node-exporter-app
     log "app: not started: the app's migrations need pgvector, which Debian's PostgreSQL 15 lacks (see docs/DEPLOYMENT.md)"
 }
 
@@ -623,10 +624,7 @@ STOP_ORDER=(nginx jobs web node-exporter-app db-replica2 db-replica1 db-primary 
 down() {
     local name
     for name in "${STOP_ORDER[@]}"; do
-        case "${name}" in
-            db-*) stop_postgres "${name}" ;;
-            *) stop_process "${name}" ;;
-        esac
+        stop_named "${name}"
     done
 }
 
@@ -667,6 +665,10 @@ start_named() {
         s3) start_s3 ;;
         pgbackrest) spawn pgbackrest pgbackrest_repo_env pgbackrest-entrypoint server ;;
         prometheus) start_prometheus ;;
+        node-exporter-data) start_node_exporter data "${PORT_NODE_DATA}" ;;
+        node-exporter-control) start_node_exporter control "${PORT_NODE_CONTROL}" \
+            --collector.textfile.directory="${STATE}/control/metrics" ;;
+        node-exporter-app) start_node_exporter app "${PORT_NODE_APP}" ;;
         *) die "cannot start $1 alone" ;;
     esac
 }
@@ -674,6 +676,8 @@ start_named() {
 stop_named() {
     case "$1" in
         db-*) stop_postgres "$1" ;;
+        # SeaweedFS' server mode stops its volume server on SIGTERM but not always the rest.
+        s3) stop_process s3 TERM 10 ;;
         *) stop_process "$1" ;;
     esac
 }
@@ -741,6 +745,7 @@ case "${1:-}" in
     pgbackrest-data) shift; pgbackrest_data "$@" ;;
     primary-setup) primary_setup "$2" ;;
     set-primary) set_primary "$2" ;;
+    postgres-options) postgres_options "$2" ;;
     *) echo "usage: $0 up|down|status|clean | start|stop|kill NAME... | running NAME | psql NODE ARGS |" \
             "pgbackrest-repo ARGS | pgbackrest-data NODE ARGS | primary-setup NODE | set-primary NODE" >&2
        exit 2 ;;

@@ -10,7 +10,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-REPORTS="${ROOT}/reports/drills"
+REPORTS="${DRILL_REPORTS:-${ROOT}/reports/drills}"
 TARGET="${TARGET:-compose}"
 DRILLS_PY="${DRILLS_PY:-${ROOT}/.venv/bin/python}"
 MARKERS="${ROOT}/scripts/drills/markers.py"
