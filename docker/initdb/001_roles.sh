@@ -16,6 +16,10 @@ psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
 CREATE ROLE apm_writer LOGIN PASSWORD :'writer_password';
 CREATE ROLE apm_reader LOGIN PASSWORD :'reader_password';
 GRANT CONNECT, CREATE ON DATABASE apm TO apm_writer;
+-- The app reads shared_preload_libraries to choose its analytics backend (TimescaleDB or
+-- not), a setting only superusers and pg_read_all_settings may read: without this its
+-- system check fails and so does migrate (found by the local cluster).
+GRANT pg_read_all_settings TO apm_writer;
 GRANT CONNECT ON DATABASE apm TO apm_reader;
 ALTER SCHEMA public OWNER TO apm_writer;
 GRANT USAGE ON SCHEMA public TO apm_reader;

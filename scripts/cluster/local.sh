@@ -72,16 +72,20 @@ spawn() {
     local -a environment
     mapfile -t environment < <(base_env; "${env_function}")
     local -a user=()
-    if [[ "$(id -u)" == 0 ]]; then
+    local log_file="${STATE}/log/${name}.log"
+    if [[ "$(id -u)" == 0 && -z "${SPAWN_AS_SELF:-}" ]]; then
         user=(setpriv --reuid="${RUN_AS}" --regid="${RUN_AS}" --init-groups --)
+        # Its own log file, which it may reopen as /dev/stdout or /dev/stderr (Nginx does).
+        touch "${log_file}"
+        chown "${RUN_AS}:" "${log_file}"
     fi
     log "${name}: starting"
     # Every step execs the next, so the recorded pid is the process itself (a background
     # subshell is no process group leader, so setsid needs no fork).
     (
-        cd "${STATE}"
+        cd "${SPAWN_CWD:-${STATE}}"
         exec setsid env -i "${environment[@]}" "${user[@]}" "$@" \
-            < /dev/null >> "${STATE}/log/${name}.log" 2>&1
+            < /dev/null >> "${log_file}" 2>&1
     ) &
     echo $! > "${STATE}/run/${name}.pid"
 }
@@ -543,10 +547,119 @@ control_up() {
 }
 
 # --- APP node -------------------------------------------------------------------------
+# The web image's entrypoint (docker/entrypoint.sh) runs migrate and gunicorn, and
+# manage.py run_jobs runs the scheduler, with the app's environment of the Compose APP
+# stack: .env.docker, its /run/secrets/ files taken from the APP node's secrets, and the
+# database URLs rendered for the local instances.
+
+# The writers' URL names every instance with target_session_attrs=read-write: libpq
+# connects to whichever accepts writes, so after a failover the app finds the new
+# primary without any change (drill 02). Readers: each replica.
+render_app_secrets() {
+    local dir="${STATE}/app/secrets" writer reader tls
+    writer="$(tr -d '\n' < "${STATE}/secrets/db_writer_password")"
+    reader="$(tr -d '\n' < "${STATE}/secrets/db_reader_password")"
+    tls="sslmode=verify-full&sslrootcert=${CERTS}/public.crt"
+    (
+        umask 027
+        printf 'postgres://apm_writer:%s@127.0.0.1%%2C127.0.0.1%%2C127.0.0.1/apm?port=%s%%2C%s%%2C%s&target_session_attrs=read-write&%s\n' \
+            "${writer}" "${PORT_DB_PRIMARY}" "${PORT_DB_REPLICA1}" "${PORT_DB_REPLICA2}" "${tls}" > "${dir}/database_url"
+        printf 'postgres://apm_reader:%s@127.0.0.1:%s/apm?%s,postgres://apm_reader:%s@127.0.0.1:%s/apm?%s\n' \
+            "${reader}" "${PORT_DB_REPLICA1}" "${tls}" "${reader}" "${PORT_DB_REPLICA2}" "${tls}" \
+            > "${dir}/database_replica_urls"
+        : > "${dir}/gemini_api_key"
+    )
+    if [[ "$(id -u)" == 0 ]]; then
+        chgrp "${RUN_AS}" "${dir}"/database_url "${dir}"/database_replica_urls "${dir}"/gemini_api_key
+    fi
+}
+
+app_env() {
+    # .env.docker as the containers get it, the secrets' mount point moved.
+    sed -e '/^#/d' -e '/^$/d' \
+        -e "s|/run/secrets/|${STATE}/app/secrets/|" \
+        -e "s|^PROMETHEUS_MULTIPROC_DIR=.*|PROMETHEUS_MULTIPROC_DIR=${STATE}/app/prometheus|" \
+        "${ROOT}/.env.docker"
+    # docker-compose.app.yml's environment.
+    echo "DATABASE_REPLICA_URLS_FILE=${STATE}/app/secrets/database_replica_urls"
+    echo "ALLOWED_HOSTS=localhost,127.0.0.1,apm-app,web"
+    echo "CSRF_TRUSTED_ORIGINS=https://localhost:${PORT_APP_HTTPS}"
+    echo "PATH=${ROOT}/.venv/bin:/usr/bin:/bin"
+}
+
+# Nginx with the shipped nginx.conf and conf.d/default.conf, rendered for this machine as
+# scripts/validate/nginx.sh renders them for `nginx -t`: paths under /etc/nginx/ moved to
+# the APP node's directory, the `web` service replaced by gunicorn's loopback address, the
+# listening ports moved to the local ones on 127.0.0.1, and temporary files kept there.
+render_nginx() {
+    local prefix="${STATE}/app/nginx"
+    mkdir -p "${prefix}/conf.d" "${prefix}/certs" "${prefix}/temp"
+    ln -sfn /etc/nginx/mime.types "${prefix}/mime.types"
+    ln -sfn "${CERTS}/public.crt" "${prefix}/certs/public.crt"
+    ln -sfn "${CERTS}/private.key" "${prefix}/certs/private.key"
+    sed -e "s|/etc/nginx/|${prefix}/|g" -e "s|^pid .*|pid ${prefix}/nginx.pid;|" \
+        -e "s|^http {|http {\n    client_body_temp_path ${prefix}/temp/body;\n    proxy_temp_path ${prefix}/temp/proxy;\n    fastcgi_temp_path ${prefix}/temp/fastcgi;\n    uwsgi_temp_path ${prefix}/temp/uwsgi;\n    scgi_temp_path ${prefix}/temp/scgi;|" \
+        "${ROOT}/docker/nginx/nginx.conf" > "${prefix}/nginx.conf"
+    sed -e "s|/etc/nginx/|${prefix}/|g" -e "s|http://web:8000|http://127.0.0.1:${PORT_WEB}|g" \
+        -e "s|listen 80;|listen 127.0.0.1:${PORT_APP_HTTP};|" \
+        -e "s|listen 443 ssl http2;|listen 127.0.0.1:${PORT_APP_HTTPS} ssl http2;|" \
+        -e "s|listen 9443 ssl;|listen 127.0.0.1:${PORT_APP_METRICS} ssl;|" \
+        "${ROOT}/docker/nginx/conf.d/default.conf" > "${prefix}/conf.d/default.conf"
+    [[ "$(id -u)" != 0 ]] || chown -R "${RUN_AS}:" "${prefix}"
+}
+
+start_nginx() {
+    render_nginx
+    local prefix="${STATE}/app/nginx"
+    spawn nginx no_env /usr/sbin/nginx -e stderr -p "${prefix}" -c "${prefix}/nginx.conf" -g "daemon off;"
+}
+
+# docker/entrypoint.sh as the web image runs it: wait for the database, then the command.
+# The app's processes run as the invoking user, not RUN_AS: .venv's interpreter may live
+# where other users cannot read (pyenv under /root on these machines).
+start_app_process() {
+    local name="$1"
+    shift
+    SPAWN_CWD="${ROOT}" SPAWN_AS_SELF=1 spawn "${name}" app_env bash "${ROOT}/docker/entrypoint.sh" "$@"
+}
+
+run_migrate() {
+    local -a environment
+    mapfile -t environment < <(base_env; app_env)
+    (cd "${ROOT}" && env -i "${environment[@]}" bash docker/entrypoint.sh migrate) >> "${STATE}/log/migrate.log" 2>&1
+}
+
+app_manage() {
+    local -a environment
+    mapfile -t environment < <(base_env; app_env)
+    (cd "${ROOT}" && env -i "${environment[@]}" python manage.py "$@")
+}
+
+web_ready() {
+    curl -sf --max-time 5 --cacert "${CERTS}/public.crt" "https://localhost:${PORT_APP_HTTPS}/readyz"
+}
 
 app_up() {
     start_named node-exporter-app
-    log "app: not started: the app's migrations need pgvector, which Debian's PostgreSQL 15 lacks (see docs/DEPLOYMENT.md)"
+    mkdir -p "${STATE}/app/prometheus"
+    render_app_secrets
+    log "app: migrate (log/migrate.log)"
+    if ! run_migrate; then
+        log "app: migrate failed, so the APP node (web, jobs, nginx) is not started: $(grep -E '^[A-Za-z_.]+(Error|Exception)' "${STATE}/log/migrate.log" | tail -1 || true)"
+        log "app: (the app's migrations need pgvector, which Debian's PostgreSQL 15 lacks, until the app runs without it)"
+        return 0
+    fi
+    # As the image's build does: WhiteNoise serves the collected files (staticfiles/).
+    app_manage collectstatic --noinput --verbosity 0
+    local name
+    for name in web jobs nginx; do
+        start_named "${name}"
+    done
+    wait_until "the app's /readyz through Nginx TLS on ${PORT_APP_HTTPS}" "${WAIT_SECONDS}" web_ready
+    if [[ ! -s "${STATE}/app/drill-api-key" ]]; then
+        (umask 077 && app_manage create_api_key --project drills --scopes ingest,read --name drills \
+            > "${STATE}/app/drill-api-key")
+    fi
 }
 
 # --- Commands ---------------------------------------------------------------------------
@@ -669,6 +782,10 @@ start_named() {
         node-exporter-control) start_node_exporter control "${PORT_NODE_CONTROL}" \
             --collector.textfile.directory="${STATE}/control/metrics" ;;
         node-exporter-app) start_node_exporter app "${PORT_NODE_APP}" ;;
+        web) start_app_process web python -m gunicorn -c python:apm_platform.gunicorn_conf \
+                 --bind "127.0.0.1:${PORT_WEB}" --workers "${WEB_CONCURRENCY:-2}" ;;
+        jobs) start_app_process jobs python manage.py run_jobs ;;
+        nginx) start_nginx ;;
         *) die "cannot start $1 alone" ;;
     esac
 }
