@@ -646,7 +646,6 @@ app_up() {
     log "app: migrate (log/migrate.log)"
     if ! run_migrate; then
         log "app: migrate failed, so the APP node (web, jobs, nginx) is not started: $(grep -E '^[A-Za-z_.]+(Error|Exception)' "${STATE}/log/migrate.log" | tail -1 || true)"
-        log "app: (the app's migrations need pgvector, which Debian's PostgreSQL 15 lacks, until the app runs without it)"
         return 0
     fi
     # As the image's build does: WhiteNoise serves the collected files (staticfiles/).

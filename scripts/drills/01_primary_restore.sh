@@ -40,7 +40,7 @@ wait_for "the restored ${primary} to end recovery" "${DRILL_RECOVERY_TIMEOUT:-60
     || fail "${drill}" "the restored primary did not become writable"
 writable_at="$(now)"
 wait_for "a marker acknowledged after the restore" 120 has_ack_after "${writable_at}" || true
-first_ack="$(first_ack_after "${lost_at}")"
+first_ack="$(first_ack_after "$(outage_seen_at "${lost_at}")")"
 ingest_stop
 
 verify="$(markers_verify --acked-before "${archived_before}" --incident-at "${lost_at}")"

@@ -46,9 +46,10 @@ promoted_at="$(now)"
 driver_set_primary "${new_primary}"
 # Slots for the other instances (they stream through their own) and the same pg_hba.conf.
 driver_primary_setup "${new_primary}"
-wait_for "a marker acknowledged by the new primary" 60 has_ack_after "${killed_at}" \
+wait_for "a marker acknowledged by the new primary" 60 has_ack_after "${promoted_at}" \
     || fail "${drill}" "no write acknowledged after the failover"
-first_ack="$(first_ack_after "${killed_at}")"
+# Writable again: the first acknowledgement after the first write that failed.
+first_ack="$(first_ack_after "$(outage_seen_at "${killed_at}")")"
 
 followed=()
 recloned=()

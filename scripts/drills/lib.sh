@@ -140,6 +140,16 @@ first_ack_after() {
     awk -v t="$1" -F'"acked_at": ' '{ split($2, a, "}"); if (a[1] + 0 >= t + 0) { print a[1]; exit } }' "${MARKER_FILE}"
 }
 
+# The first failed write at or after EPOCH, or EPOCH itself when none failed (a request
+# in flight when the primary was killed may still be acknowledged: the outage the client
+# sees starts with its first failure).
+outage_seen_at() {
+    local first
+    first="$(awk -v t="$1" -F'"failed_at": ' '{ split($2, a, "}"); if (a[1] + 0 >= t + 0) { print a[1]; exit } }' \
+        "${MARKER_FILE}.failures" 2>/dev/null)"
+    echo "${first:-$1}"
+}
+
 has_ack_after() {
     [[ -n "$(first_ack_after "$1")" ]]
 }

@@ -9,8 +9,8 @@ recorded, and the check of which acknowledged markers the database still has.
 `ingest` sends one marker at a time, through the app's API (POST /api/v1/ingest/, acknowledged
 by a 2xx, which the app answers only after its commit) or, when the APP node is not running,
 straight into a `drill_marker` table (acknowledged by the commit). Each acknowledged marker
-is a JSON line {"event_id", "acked_at"} in --out; failures are retried with new markers and
-counted. It stops when --stop-file exists (or after --max-seconds) and writes a summary next
+is a JSON line {"event_id", "acked_at"} in --out, each failed one {"event_id", "failed_at"}
+in --out.failures; failures are retried with new markers. It stops when --stop-file exists (or after --max-seconds) and writes a summary next
 to --out. A DSN with several hosts and target_session_attrs=read-write follows a failover
 as the app's database URL does.
 
@@ -104,7 +104,7 @@ def ingest(args: argparse.Namespace) -> int:
     acked = failed = 0
     first_failure = last_failure = None
     last_error = ""
-    with out.open("a") as acknowledgements:
+    with out.open("a") as acknowledgements, Path(f"{out}.failures").open("a") as failures:
         while not stop_file.exists() and time.time() - started < args.max_seconds:
             tick = time.monotonic()
             event_id = uuid.uuid4()
@@ -116,6 +116,8 @@ def ingest(args: argparse.Namespace) -> int:
                 first_failure = first_failure or now
                 last_failure = now
                 last_error = f"{type(exc).__name__}: {exc}"[:300]
+                failures.write(json.dumps({"event_id": str(event_id), "failed_at": now}) + "\n")
+                failures.flush()
             else:
                 acked += 1
                 record = {"event_id": str(event_id), "acked_at": time.time()}

@@ -135,3 +135,19 @@ def test_first_ack_after_finds_the_first_acknowledgement_at_or_after_a_time(tmp_
         first_ack_after 15; first_ack_after 30; first_ack_after 31 || true
     """
     assert bash(script).split() == ["20.25", "30.0"]
+
+
+def test_the_outage_a_client_sees_starts_with_its_first_failed_write(tmp_path):
+    markers = tmp_path / "markers.jsonl"
+    markers.write_text("")
+    Path(f"{markers}.failures").write_text(
+        "".join(json.dumps({"event_id": str(i), "failed_at": t}) + "\n" for i, t in enumerate([5.0, 12.5, 13.0]))
+    )
+    script = f"""
+        TARGET=local DRILL_REPORTS={tmp_path} DRILL_WORK={tmp_path} DRILLS_PY=python3
+        source scripts/drills/lib.sh
+        MARKER_FILE={markers}
+        outage_seen_at 10; outage_seen_at 14
+    """
+    # No failure after 14: the outage is taken to start at the time asked about.
+    assert bash(script).split() == ["12.5", "14"]
