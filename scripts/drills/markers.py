@@ -10,9 +10,9 @@ recorded, and the check of which acknowledged markers the database still has.
 by a 2xx, which the app answers only after its commit) or, when the APP node is not running,
 straight into a `drill_marker` table (acknowledged by the commit). Each acknowledged marker
 is a JSON line {"event_id", "acked_at"} in --out, each failed one {"event_id", "failed_at"}
-in --out.failures; failures are retried with new markers. It stops when --stop-file exists (or after --max-seconds) and writes a summary next
-to --out. A DSN with several hosts and target_session_attrs=read-write follows a failover
-as the app's database URL does.
+in --out.failures; failures are retried with new markers. It stops when --stop-file exists
+(or after --max-seconds) and writes a summary next to --out. A DSN with several hosts and
+target_session_attrs=read-write follows a failover as the app's database URL does.
 
 `verify` prints, as JSON, how many acknowledged markers are in the database, which are missing
 and when the missing ones were acknowledged (RPO).
@@ -75,8 +75,8 @@ class SqlWriter:
                 self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=3)
                 self.conn.execute(
                     sql.SQL(
-                        "CREATE TABLE IF NOT EXISTS {} (event_id uuid PRIMARY KEY, service text NOT NULL,"
-                        " time timestamptz NOT NULL DEFAULT now())"
+                        "CREATE TABLE IF NOT EXISTS {} (event_id uuid PRIMARY KEY,"
+                        " service text NOT NULL, time timestamptz NOT NULL DEFAULT now())"
                     ).format(sql.Identifier(MARKER_TABLE))
                 )
             self.conn.execute(
@@ -110,7 +110,8 @@ def ingest(args: argparse.Namespace) -> int:
             event_id = uuid.uuid4()
             try:
                 writer.write(event_id, args.service)
-            except Exception as exc:  # noqa: BLE001 - every failure is counted and retried
+            # Every failure (HTTP, connection, database) is counted and retried.
+            except Exception as exc:
                 failed += 1
                 now = time.time()
                 first_failure = first_failure or now
@@ -149,7 +150,8 @@ def verify(args: argparse.Namespace) -> int:
     with psycopg.connect(args.dsn, connect_timeout=5) as conn:
         found = {row[0] for row in conn.execute(query, [args.service, ids])}
     missing = [r for r in records if uuid.UUID(r["event_id"]) not in found]
-    must_have = [r for r in missing if args.acked_before is not None and r["acked_at"] < args.acked_before]
+    cutoff = args.acked_before
+    must_have = [r for r in missing if cutoff is not None and r["acked_at"] < cutoff]
     acked_times = [r["acked_at"] for r in records]
     result: dict = {
         "acked": len(records),
@@ -178,7 +180,9 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     ingest_parser = commands.add_parser("ingest")
     ingest_parser.add_argument("--out", required=True)

@@ -53,7 +53,9 @@ def compose_postgres_options() -> dict[str, str]:
 
 
 def local_postgres_options(node: str) -> dict[str, str]:
-    output = bash(f"scripts/cluster/local.sh postgres-options {node}", CLUSTER_LOCAL_DIR="/nonexistent")
+    output = bash(
+        f"scripts/cluster/local.sh postgres-options {node}", CLUSTER_LOCAL_DIR="/nonexistent"
+    )
     lines = output.splitlines()
     assert lines[::2] == ["-c"] * (len(lines) // 2)
     return dict(setting.split("=", 1) for setting in lines[1::2])
@@ -125,8 +127,9 @@ def test_a_report_is_json_with_typed_values(tmp_path):
 
 def test_first_ack_after_finds_the_first_acknowledgement_at_or_after_a_time(tmp_path):
     acked = tmp_path / "markers.jsonl"
+    times = [10.5, 20.25, 30.0]
     acked.write_text(
-        "".join(json.dumps({"event_id": str(i), "acked_at": t}) + "\n" for i, t in enumerate([10.5, 20.25, 30.0]))
+        "".join(json.dumps({"event_id": str(i), "acked_at": t}) + "\n" for i, t in enumerate(times))
     )
     script = f"""
         TARGET=local DRILL_REPORTS={tmp_path} DRILL_WORK={tmp_path} DRILLS_PY=python3
@@ -140,9 +143,9 @@ def test_first_ack_after_finds_the_first_acknowledgement_at_or_after_a_time(tmp_
 def test_the_outage_a_client_sees_starts_with_its_first_failed_write(tmp_path):
     markers = tmp_path / "markers.jsonl"
     markers.write_text("")
-    Path(f"{markers}.failures").write_text(
-        "".join(json.dumps({"event_id": str(i), "failed_at": t}) + "\n" for i, t in enumerate([5.0, 12.5, 13.0]))
-    )
+    times = [5.0, 12.5, 13.0]
+    lines = [json.dumps({"event_id": str(i), "failed_at": at}) for i, at in enumerate(times)]
+    Path(f"{markers}.failures").write_text("\n".join(lines) + "\n")
     script = f"""
         TARGET=local DRILL_REPORTS={tmp_path} DRILL_WORK={tmp_path} DRILLS_PY=python3
         source scripts/drills/lib.sh
