@@ -121,8 +121,50 @@ def test_on_timescaledb_run_jobs_lists_the_database_jobs():
     assert "TimescaleDB runs these jobs itself" in out.getvalue()
 
 
+def timescale_policies() -> dict[tuple[str, str], str]:
+    """(relation, policy) -> the age it acts after, of TimescaleDB's own jobs."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT hypertable_name, proc_name, "
+            "coalesce(config ->> 'drop_after', config ->> 'compress_after') "
+            "FROM timescaledb_information.jobs "
+            "WHERE proc_name IN ('policy_retention', 'policy_compression')"
+        )
+        return {(table, proc): age for table, proc, age in cursor.fetchall()}
+
+
+def test_on_timescaledb_retention_sets_the_policies_from_the_settings(settings):
+    if backend.of(connection) != backend.TIMESCALE:
+        pytest.skip("TimescaleDB only: the portable backend's retention is tested above")
+    defaults = (
+        settings.APM_RAW_RETENTION_DAYS,
+        settings.APM_HOURLY_RETENTION_DAYS,
+        settings.APM_COMPRESS_AFTER_DAYS,
+    )
+    settings.APM_RAW_RETENTION_DAYS = 12
+    settings.APM_HOURLY_RETENTION_DAYS = 90
+    settings.APM_COMPRESS_AFTER_DAYS = 3
+    try:
+        call_command("apply_retention", stdout=StringIO())
+        policies = timescale_policies()
+    finally:  # the database keeps its policies: give it back those of the defaults
+        (
+            settings.APM_RAW_RETENTION_DAYS,
+            settings.APM_HOURLY_RETENTION_DAYS,
+            settings.APM_COMPRESS_AFTER_DAYS,
+        ) = defaults
+        call_command("apply_retention", stdout=StringIO())
+
+    assert policies[("api_request", "policy_retention")] == "12 days"
+    assert policies[("apm_rollup_endpoint_hourly", "policy_retention")] == "90 days"
+    assert policies[("apm_rollup_endpoint_daily", "policy_retention")] == "1095 days"
+    assert policies[("api_request", "policy_compression")] == "3 days"
+    # One policy per relation: the old ones were replaced, not added to.
+    assert len(policies) == 8
+
+
 @pytest.mark.slow
-def test_run_jobs_stops_cleanly_on_sigterm(portable):
+def test_run_jobs_stops_cleanly_on_sigterm():
     params = connection.settings_dict
     url = f"postgres://{params['USER']}@{params['HOST']}:{params['PORT']}/{params['NAME']}"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "apm_platform.ci_settings", "DATABASE_URL": url}
@@ -130,8 +172,10 @@ def test_run_jobs_stops_cleanly_on_sigterm(portable):
         [sys.executable, "manage.py", "run_jobs"],
         cwd=BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
-    # Its signal handlers are in place once it says so.
-    assert process.stdout.readline().strip() == "run_jobs: started"
+    # Its signal handlers are in place once it says so (on TimescaleDB, after it has
+    # listed the database's own jobs).
+    lines = iter(process.stdout.readline, "")
+    assert "run_jobs: started" in (line.strip() for line in lines)
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=60)
 
