@@ -14,7 +14,7 @@ source of truth: a hypertable means TimescaleDB, a partitioned table means porta
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -77,6 +77,17 @@ class Timescale:
         return FAR_FUTURE, rollups.day_floor(datetime.now(UTC))
 
     def refresh(self, connection, interval: str, start=None, end=None, *, now) -> RefreshReport:
+        # Within what the source still holds: retention dropping source chunks marks their
+        # range changed, and a refresh over it would delete the rollups that outlive them.
+        # Closed buckets only, as the policies do: materialising the open one would move
+        # the watermark past it, and real-time aggregation would no longer see its later
+        # rows (until a policy recomputes it, an hour after it closed).
+        earliest = now - timedelta(days=self.source_retention_days(interval))
+        start = earliest if start is None else max(start, earliest)
+        closed = rollups.floor_to(interval, now)
+        end = closed if end is None else min(end, closed)
+        if start >= end:
+            return RefreshReport(interval)  # nothing closed in the window
         connection.ensure_connection()
         with connection.cursor() as cursor:
             for rollup in rollups.of_interval(interval):
@@ -87,7 +98,15 @@ class Timescale:
                     sql.Literal(rollup.table), sql.Literal(start), sql.Literal(end)
                 )
                 cursor.execute(statement.as_string(connection.connection))
-        return RefreshReport(interval)
+        # The procedure does not say how many buckets it recomputed.
+        return RefreshReport(interval, buckets=None, watermark=closed)
+
+    @staticmethod
+    def source_retention_days(interval: str) -> int:
+        """Hourly rollups are computed from raw requests, daily ones from hourly rollups."""
+        if interval == rollups.HOUR:
+            return settings.APM_RAW_RETENTION_DAYS
+        return settings.APM_HOURLY_RETENTION_DAYS
 
     def apply_retention(self, connection, now: datetime, dry_run: bool) -> RetentionReport:
         """Make the retention and compression policies match the settings (TimescaleDB

@@ -41,7 +41,7 @@ ON CONFLICT DO NOTHING
 @dataclasses.dataclass
 class RefreshReport:
     interval: str
-    buckets: int = 0  # buckets recomputed
+    buckets: int | None = 0  # buckets recomputed (None: unknown, TimescaleDB)
     watermark: datetime | None = None
 
 

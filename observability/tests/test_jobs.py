@@ -121,6 +121,56 @@ def test_on_timescaledb_run_jobs_lists_the_database_jobs():
     assert "TimescaleDB runs these jobs itself" in out.getvalue()
 
 
+def test_on_timescaledb_a_manual_refresh_leaves_the_open_hour_to_real_time(project):
+    """Materialising the open hour would move the watermark past it: its later requests
+    would be invisible until the policy recomputes that hour, an hour after it closed."""
+    if backend.of(connection) != backend.TIMESCALE:
+        pytest.skip("TimescaleDB only: the portable rollups never hold the open hour")
+    now = datetime.now(UTC)
+    open_hour = now.replace(minute=0, second=0, microsecond=0)
+    generate(project, open_hour, now, 20, seed=5)
+    call_command("refresh_apirequest_hourly", stdout=StringIO())
+    generate(project, open_hour, now, 30, seed=6)
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sum(hits) FROM apm_rollup_overview_hourly "
+            "WHERE project_id = %s AND bucket = %s",
+            [project.pk, open_hour],
+        )
+        assert cursor.fetchone()[0] == 50
+
+
+def test_on_timescaledb_a_refresh_keeps_the_rollups_that_outlive_raw_data(project, settings):
+    """Retention drops raw chunks and marks their range changed: a refresh over it would
+    recompute hourly rollups from nothing (and daily ones from those)."""
+    if backend.of(connection) != backend.TIMESCALE:
+        pytest.skip("TimescaleDB only: the portable refresh never reads past raw retention")
+    now = datetime.now(UTC)
+    old = day_floor(now) - timedelta(days=10)
+    generate(project, old, old + timedelta(hours=6), 60, seed=7)
+    call_command("refresh_apirequest_hourly", stdout=StringIO())
+    call_command("refresh_apirequest_daily", stdout=StringIO())
+    settings.APM_RAW_RETENTION_DAYS = 5
+    with connection.cursor() as cursor:  # what the retention policy does
+        cursor.execute(
+            "SELECT count(*) FROM drop_chunks('api_request', older_than => %s)",
+            [now - timedelta(days=5)],
+        )
+        assert cursor.fetchone()[0] >= 1
+
+    call_command("refresh_apirequest_hourly", stdout=StringIO())
+    call_command("refresh_apirequest_daily", stdout=StringIO())
+
+    for table in ("apm_rollup_overview_hourly", "apm_rollup_overview_daily"):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT sum(hits) FROM {table} WHERE project_id = %s",  # noqa: S608
+                [project.pk],
+            )
+            assert cursor.fetchone()[0] == 60, table
+
+
 def timescale_policies() -> dict[tuple[str, str], str]:
     """(relation, policy) -> the age it acts after, of TimescaleDB's own jobs."""
     with connection.cursor() as cursor:

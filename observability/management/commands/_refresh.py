@@ -24,9 +24,15 @@ class RefreshCommand(BaseCommand):
     def handle(self, *args, start=None, end=None, **options):
         began = time.perf_counter()
         report = jobs.refresh(self.interval, _parse(start, "--start"), _parse(end, "--end"))
+        took = time.perf_counter() - began
+        if report.buckets is None:  # TimescaleDB: its procedure does not count buckets
+            self.stdout.write(
+                f"{self.label} rollups: refreshed up to {report.watermark} in {took:.2f}s"
+            )
+            return
         self.stdout.write(
-            f"{self.label} rollups: {report.buckets} bucket(s) recomputed in "
-            f"{time.perf_counter() - began:.2f}s; materialised until {report.watermark or '-'}"
+            f"{self.label} rollups: {report.buckets} bucket(s) recomputed in {took:.2f}s; "
+            f"materialised until {report.watermark or '-'}"
         )
 
 
