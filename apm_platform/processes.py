@@ -31,11 +31,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def manage(database_url: str, *args: str) -> str:
-    """Run a manage.py command against `database_url`; returns its stdout."""
+def manage(database_url: str, *args: str, code_dir: Path = BASE_DIR) -> str:
+    """Run a manage.py command against `database_url`; returns its stdout. `code_dir`:
+    another checkout of the project (a benchmark comparing two versions)."""
     result = subprocess.run(
         [sys.executable, "manage.py", *args],
-        cwd=BASE_DIR,
+        cwd=code_dir,
         env=app_env(database_url),
         capture_output=True,
         text=True,
@@ -58,21 +59,26 @@ def app_env(database_url: str, **extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def scratch_postgres(directory: Path) -> Iterator[EmbeddedPostgres]:
-    """A new PostgreSQL instance (its own data directory and port), migrated."""
+def scratch_postgres(directory: Path, code_dir: Path = BASE_DIR) -> Iterator[EmbeddedPostgres]:
+    """A new PostgreSQL instance (its own data directory and port), migrated by the
+    code in `code_dir`."""
     server = EmbeddedPostgres(data_dir=directory / "pg", port=free_port())
     server.start()
     try:
-        manage(server.url(), "migrate", "--verbosity", "0")
+        manage(server.url(), "migrate", "--verbosity", "0", code_dir=code_dir)
         yield server
     finally:
         server.stop()
 
 
 class Gunicorn:
-    """gunicorn serving the app with the project's config, on a free loopback port."""
+    """gunicorn serving the app with the project's config, on a free loopback port
+    (the code of `code_dir`: this checkout unless a benchmark compares two versions)."""
 
-    def __init__(self, database_url: str, metrics_dir: Path, workers: int = 2, **env: str):
+    def __init__(
+        self, database_url: str, metrics_dir: Path, workers: int = 2, code_dir: Path = BASE_DIR,
+        **env: str,
+    ):  # fmt: skip
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         metrics_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +88,7 @@ class Gunicorn:
         self.log = open(self.log_path, "w+")  # closed in stop()
         self.process = subprocess.Popen(
             gunicorn_conf.command(f"127.0.0.1:{self.port}", workers),
-            cwd=BASE_DIR,
+            cwd=code_dir,
             env=app_env(database_url, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), **env),
             stdout=subprocess.DEVNULL,
             stderr=self.log,

@@ -14,8 +14,10 @@ Writes reports/bench/kpi.json and prints it as the last line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -100,16 +102,24 @@ def load(url: str, traffic: Traffic, project_id: int, start: datetime, hours: in
     return loaded
 
 
-def timed_gets(client: httpx.Client, url: str, params: dict, runs: int) -> tuple[list[float], dict]:
-    for _ in range(10):  # warm up every worker (each has its own connections and caches)
-        client.get(url, params=params)
-    timings = []
-    for _ in range(runs):
-        began = time.perf_counter()
-        response = client.get(url, params=params)
-        timings.append((time.perf_counter() - began) * 1000)
-        response.raise_for_status()
-    return timings, response.json()
+def timed_gets(clients: list[httpx.Client], url: str, params: dict, runs: int):
+    """Milliseconds per GET for each client (one per server), the clients taking turns
+    so that every server meets the same machine; and the first client's last answer."""
+    for client in clients:
+        for _ in range(10):  # warm up every worker (each has its own connections, caches)
+            client.get(url, params=params)
+    timings: list[list[float]] = [[] for _ in clients]
+    answers = []
+    for run in range(runs):
+        order = list(enumerate(clients))
+        for n, client in order if run % 2 else reversed(order):
+            began = time.perf_counter()
+            response = client.get(url, params=params)
+            timings[n].append((time.perf_counter() - began) * 1000)
+            response.raise_for_status()
+            if n == 0:
+                answers = response.json()
+    return timings, answers
 
 
 RAW_KPI_SQL = """
@@ -131,6 +141,43 @@ def relative_errors(api_latency: dict, exact: list[float]) -> list[float]:
     return [abs(api_latency[q] - e) / e for q, e in zip(("p50", "p95", "p99"), exact, strict=True)]
 
 
+def latencies(prefix: str, kpi: list[float], series: list[float], top: list[float]) -> dict:
+    return {
+        f"{prefix}{name}_p{q}_ms": round(percentile(values, q), 1)
+        for name, values in (("kpi", kpi), ("timeseries", series), ("top_endpoints", top))
+        for q in (50, 95)
+    }
+
+
+def same_data(url: str, code_dir: Path, start: datetime, hours: int, rows: int,
+              new_hour: datetime) -> str:  # fmt: skip
+    """Load the compared checkout's database with the very same traffic (the generator is
+    seeded), refreshed by its own commands; returns its API key. Its schema is its own,
+    so only its own manage.py touches it besides the COPY."""
+    key = manage(url, "create_api_key", "--project", "bench", code_dir=code_dir).strip()
+    # Its daily partitions, made by its own code (seeding nothing).
+    manage(url, "seed_apirequests", "--count", "0", "--days", str(hours // 24 + 2),
+           "--project", "bench", code_dir=code_dir)  # fmt: skip
+    with psycopg.connect(url, autocommit=True) as conn:
+        project_id = conn.execute("SELECT id FROM apm_project WHERE slug = 'bench'").fetchone()[0]
+    traffic = Traffic()
+    load(url, traffic, project_id, start, hours, rows)
+    load(url, traffic, project_id, new_hour, 1, int(rows / hours))
+    for command in ("refresh_apirequest_hourly", "refresh_apirequest_daily"):
+        manage(url, command, code_dir=code_dir)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return key
+
+
+def describe(checkout: Path) -> str:
+    """The compared checkout's commit, for the report."""
+    return subprocess.run(  # noqa: S603 - git on the operator's own checkout
+        ["git", "-C", str(checkout), "describe", "--always", "--dirty"],  # noqa: S607
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
@@ -140,11 +187,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--output", default=str(REPORTS / "kpi.json"))
+    parser.add_argument(
+        "--compare-with", type=Path, default=None, metavar="CHECKOUT",
+        help="Another checkout of the project (e.g. a git worktree of the code before a "
+        "change): its server answers the same queries on the same data, taking turns with "
+        "this one, and the report adds its figures and the ratios.",
+    )  # fmt: skip
     args = parser.parse_args()
     os.environ["DJANGO_SETTINGS_MODULE"] = "apm_platform.ci_settings"
 
-    with tempfile.TemporaryDirectory(prefix="bench-kpi-") as scratch, \
-            scratch_postgres(Path(scratch)) as database:  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-kpi-"))
+        database = stack.enter_context(scratch_postgres(Path(scratch)))
         url = database.url()
         key = manage(url, "create_api_key", "--project", "bench").strip()
         # This process runs the refreshes itself (timed in-process, as run_jobs runs them).
@@ -209,29 +263,36 @@ def main() -> None:
         end = datetime.now(UTC)
         window = {"from": (end - timedelta(days=DAYS)).isoformat(), "to": end.isoformat()}
         # The read rate limit stays on (its cost is part of each request) but never binds.
-        server = Gunicorn(
-            url,
-            Path(scratch) / "metrics",
-            workers=2,
-            DATABASE_CONN_MAX_AGE="60",
-            APM_READ_RATE_LIMIT="1000000",
-            APM_READ_RATE_BURST="1000000",
-        )
+        env = {"DATABASE_CONN_MAX_AGE": "60", "APM_READ_RATE_LIMIT": "1000000",
+               "APM_READ_RATE_BURST": "1000000"}  # fmt: skip
+        servers = [Gunicorn(url, Path(scratch) / "metrics", workers=2, **env)]
+        keys = [key]
+        if args.compare_with:
+            code_dir = args.compare_with.resolve()
+            other = stack.enter_context(scratch_postgres(Path(scratch) / "compared", code_dir))
+            keys.append(same_data(other.url(), code_dir, start, hours, args.rows, new_hour))
+            servers.append(Gunicorn(other.url(), Path(scratch) / "metrics-compared", workers=2,
+                                    code_dir=code_dir, **env))  # fmt: skip
+        clients = [
+            httpx.Client(base_url=s.url, timeout=120, headers={"Authorization": f"Bearer {k}"})
+            for s, k in zip(servers, keys, strict=True)
+        ]
         try:
-            with httpx.Client(base_url=server.url, timeout=120,
-                              headers={"Authorization": f"Bearer {key}"}) as client:  # fmt: skip
-                kpi_ms, kpi = timed_gets(
-                    client, "/api/v1/kpis/", {**window, "service": busiest}, args.runs
-                )
-                series_ms, _ = timed_gets(
-                    client, "/api/v1/kpis/timeseries/", {**window, "interval": "hour"}, args.runs
-                )
-                top_ms, top = timed_gets(
-                    client, "/api/v1/top-endpoints/", {**window, "by": "p95", "limit": 5}, args.runs
-                )
-                _, overall = timed_gets(client, "/api/v1/kpis/", window, 1)
+            kpi_ms, kpi = timed_gets(
+                clients, "/api/v1/kpis/", {**window, "service": busiest}, args.runs
+            )
+            series_ms, _ = timed_gets(
+                clients, "/api/v1/kpis/timeseries/", {**window, "interval": "hour"}, args.runs
+            )
+            top_ms, top = timed_gets(
+                clients, "/api/v1/top-endpoints/", {**window, "by": "p95", "limit": 5}, args.runs
+            )
+            _, overall = timed_gets(clients[:1], "/api/v1/kpis/", window, 1)
         finally:
-            server.stop()
+            for client in clients:
+                client.close()
+            for server in servers:
+                server.stop()
 
         params = {"project": project_id, "start": window["from"], "end": window["to"]}
         raw_ms = []
@@ -259,14 +320,9 @@ def main() -> None:
 
     result = {
         "raw_rows": loaded + int(per_hour_rows),
-        "kpi_p50_ms": round(percentile(kpi_ms, 50), 1),
-        "kpi_p95_ms": round(percentile(kpi_ms, 95), 1),
-        "timeseries_p50_ms": round(percentile(series_ms, 50), 1),
-        "timeseries_p95_ms": round(percentile(series_ms, 95), 1),
-        "top_endpoints_p50_ms": round(percentile(top_ms, 50), 1),
-        "top_endpoints_p95_ms": round(percentile(top_ms, 95), 1),
+        **latencies("", kpi_ms[0], series_ms[0], top_ms[0]),
         "raw_kpi_p95_ms": round(percentile(raw_ms, 95), 1),
-        "speedup_vs_raw": round(percentile(raw_ms, 95) / percentile(kpi_ms, 95), 1),
+        "speedup_vs_raw": round(percentile(raw_ms, 95) / percentile(kpi_ms[0], 95), 1),
         "refresh_hour_s": round(refresh_hour_s, 3),
         "rollup_storage_ratio": round(float(rollup_bytes / raw_bytes), 4),
         "percentile_max_rel_error": round(max(errors), 5),
@@ -275,6 +331,12 @@ def main() -> None:
         "raw_bytes": int(raw_bytes),
         "rollup_bytes": int(rollup_bytes),
     }
+    if args.compare_with:
+        compared = latencies("compared_", kpi_ms[1], series_ms[1], top_ms[1])
+        result["compared_with"] = describe(args.compare_with)
+        result |= compared
+        for name in latencies("", kpi_ms[0], series_ms[0], top_ms[0]):
+            result[f"ratio_{name}"] = round(result[name] / compared[f"compared_{name}"], 3)
     write_report(result, Path(args.output))
 
 
