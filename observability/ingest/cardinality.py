@@ -56,10 +56,10 @@ def cap_rows(project_id: int, rows: list[Row], source: str) -> Capped:
     Services first: an overflowed service's endpoints are capped under OVERFLOW.
     """
     limits = caps()
-    services = _overflowing(project_id, Dimension.SERVICE, "", {r.service for r in rows}, limits)
-    environments = _overflowing(
-        project_id, Dimension.ENVIRONMENT, "", {r.environment for r in rows}, limits
-    )
+    services_sent = {row.service for row in rows}
+    environments_sent = {row.environment for row in rows}
+    services = _overflowing(project_id, Dimension.SERVICE, "", services_sent, limits)
+    environments = _overflowing(project_id, Dimension.ENVIRONMENT, "", environments_sent, limits)
     if services or environments:
         rows = [_moved(row, services, environments) for row in rows]
     by_service: dict[str, set[str]] = {}
@@ -75,6 +75,13 @@ def cap_rows(project_id: int, rows: list[Row], source: str) -> Capped:
             row._replace(endpoint=OVERFLOW) if (row.service, row.endpoint) in endpoints else row
             for row in rows
         ]
+    sent_overflow = (
+        OVERFLOW in services_sent
+        or OVERFLOW in environments_sent
+        or any(OVERFLOW in names for names in by_service.values())
+    )
+    if not (services or environments or endpoints or sent_overflow):
+        return Capped(rows, 0)  # the common case: nothing to count, no pass over the rows
     tally = Tally()
     tally.update((Dimension.SERVICE, "") for row in rows if row.service == OVERFLOW)
     tally.update((Dimension.ENVIRONMENT, "") for row in rows if row.environment == OVERFLOW)

@@ -60,13 +60,21 @@ class Door:
     decode: Callable[[bytes, str, int], Decoded]  # body, content type, project
     # How errors name an event: "events[3].status_code"; None: the record itself.
     label: str | None
+    # Whether an event of this body may hold a NUL character, which PostgreSQL text
+    # cannot store. JSON can only send one as the escape \u0000; OTLP text is cleaned.
+    may_hold_nul: Callable[[bytes], bool]
     # OTLP: an export may hold no request at all (only client spans); REST: a mistake.
     empty_ok: bool = False
 
 
-REST = Door("rest", ("application/json",), decode_rest, label="events")
-OTLP = Door("otlp", (otlp.PROTOBUF, otlp.JSON), otlp.decode, label="spans", empty_ok=True)
-RECORD = Door("record", ("application/json",), decode_record, label=None)
+def _has_nul_escape(body: bytes) -> bool:
+    return b"\\u0000" in body
+
+
+REST = Door("rest", ("application/json",), decode_rest, "events", _has_nul_escape)
+OTLP = Door("otlp", (otlp.PROTOBUF, otlp.JSON), otlp.decode, "spans", lambda body: False,
+            empty_ok=True)  # fmt: skip
+RECORD = Door("record", ("application/json",), decode_record, None, _has_nul_escape)
 
 
 @dataclasses.dataclass
@@ -116,15 +124,23 @@ def _ingest(body, content_type, door: Door, key: ApiKey, strict: bool, claim) ->
     _check_batch_size(len(decoded.events))
     _take_rate_tokens(key, len(decoded.events))
     window = TimeWindow.around(timezone.now(), settings.APM_RAW_RETENTION_DAYS)
+    # The service's own threshold, also for a row whose service the cap moves to
+    # overflow: its requests are still that service's.
+    # (A service with a NUL character is refused by to_row, and cannot be looked up.)
+    services = {e.service for _, e in decoded.events if not isinstance(e, EventError)}
+    thresholds = apdex_thresholds(key.project_id, {s for s in services if "\x00" not in s})
+    may_hold_nul = door.may_hold_nul(body)
     rows, indexes, failed = [], [], {}
     for index, item in decoded.events:
         try:
             if isinstance(item, EventError):
                 raise item
-            rows.append(to_row(item, key.project_id, window))
-            indexes.append(index)
+            threshold = thresholds.get(item.service)
+            row = to_row(item, key.project_id, window, threshold, may_hold_nul)
             if is_failure(item.status_code, item.exception_type):
-                failed[len(rows) - 1] = item
+                failed[len(rows)] = item
+            rows.append(row)
+            indexes.append(index)
         except EventError as error:
             _reject(result, door, index, error)
     if strict and result.errors:
@@ -190,13 +206,12 @@ def _store(
     rows: list[Row], indexes: list[int], failed: dict[int, Event], project_id: int,
     door: Door, result: IngestResult, strict: bool,
 ) -> None:  # fmt: skip
-    """Cap dimensions, add Apdex thresholds and error groups, write the rows once each,
-    count the outcome."""
+    """Cap dimensions, add error groups, write the rows once each, count the outcome."""
     capped = cardinality.cap_rows(project_id, rows, door.source)
-    thresholds = apdex_thresholds(project_id, {row.service for row in capped.rows})
-    groups = _error_groups(project_id, capped.rows, failed)
-    rows = [Row(*row[:16], thresholds[row.service], groups.get(n))
-            for n, row in enumerate(capped.rows)]  # fmt: skip
+    rows = capped.rows
+    groups = _error_groups(project_id, rows, failed)
+    for n, group in groups.items():
+        rows[n] = rows[n]._replace(error_group_id=group)
     stored = writer.store_rows(connection, rows, all_or_nothing=strict)
     for position, reason in sorted(stored.unstorable.items()):
         _reject(result, door, indexes[position], EventError("", f"Cannot be stored: {reason}"))

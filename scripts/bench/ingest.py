@@ -17,14 +17,17 @@ Writes reports/bench/ingest.json and prints it as the last line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,6 +36,7 @@ import orjson
 import psutil
 
 from apm_platform.processes import (
+    BASE_DIR,
     Gunicorn,
     manage,
     scratch_postgres,
@@ -41,6 +45,7 @@ from scripts.bench.report import REPORTS, write_report
 
 BATCH = 1000
 JSON = "application/json"
+PROTOBUF = "application/x-protobuf"
 WORKERS = 2  # gunicorn's; the COPY baseline uses as many connections
 SERVICES = [f"service-{n}" for n in range(10)]
 ENDPOINTS = [f"/api/resource{n}/{{id}}" for n in range(20)]
@@ -91,8 +96,9 @@ def failing_events(count: int, now: datetime, as_failures: bool) -> list[dict]:
 
 
 def stream(
-    url: str, headers: dict, bodies: list[bytes], threads: int, seconds: float, content_type: str
-) -> tuple[int, float, list[float]]:
+    url: str, headers: dict, bodies: Iterable[bytes], threads: int, seconds: float,
+    content_type: str,
+) -> tuple[int, float, list[float]]:  # fmt: skip
     """Send bodies from several threads until time is up; returns (items, elapsed, latencies)."""
     latencies: list[float] = []
     next_body = iter(bodies)
@@ -278,11 +284,66 @@ def error_grouping_cost(url: str, headers: dict, args) -> dict:
     }
 
 
+def compare_versions(scratch: Path, code_dir: Path, args) -> dict:
+    """REST and OTLP throughput of this code and of another checkout's, each on a new
+    database its own code migrated, streaming the same bodies in alternating rounds."""
+    rounds = 6
+    servers, headers = [], []
+    with contextlib.ExitStack() as stack:
+        for name, code in (("this", BASE_DIR), ("compared", code_dir)):
+            database = stack.enter_context(scratch_postgres(scratch / f"ab-{name}", code))
+            key = manage(database.url(), "create_api_key", "--project", "bench", code_dir=code)
+            headers.append({"Authorization": f"Bearer {key.strip()}"})
+            server = Gunicorn(database.url(), scratch / f"ab-metrics-{name}", workers=WORKERS,
+                              code_dir=code, DATABASE_CONN_MAX_AGE="60")  # fmt: skip
+            stack.callback(server.stop)
+            servers.append(server)
+        result = {"compared_with": describe(code_dir)}
+        now = datetime.now(UTC)
+        seconds = args.compare_seconds / rounds
+        # Enough for 80,000 events and 50,000 spans a second; each server gets the same
+        # bodies (their databases are separate), each body once.
+        rest = [orjson.dumps(make_events(BATCH, now))
+                for _ in range(int(args.compare_seconds * 80) + 1)]  # fmt: skip
+        otlp = otlp_bodies(int(args.compare_seconds * 50) + 1)
+        for label, path, bodies, kind in (("events", "/api/v1/ingest/", rest, JSON),
+                                          ("spans", "/v1/traces", otlp, PROTOBUF)):  # fmt: skip
+            sent, took = [0, 0], [0.0, 0.0]
+            unsent = [iter(bodies), iter(bodies)]
+            for round_ in range(rounds):
+                order = (0, 1) if round_ % 2 == 0 else (1, 0)
+                for n in order:
+                    items, elapsed, _ = stream(f"{servers[n].url}{path}", headers[n], unsent[n],
+                                               args.client_threads, seconds, kind)  # fmt: skip
+                    sent[n] += items
+                    took[n] += elapsed
+            this, other = sent[0] / took[0], sent[1] / took[1]
+            result |= {f"ab_{label}_per_s": round(this),
+                       f"ab_compared_{label}_per_s": round(other),
+                       f"ab_ratio_{label}_per_s": round(this / other, 3)}  # fmt: skip
+            print(f"A/B {label}: {this:.0f} vs {other:.0f} per s", file=sys.stderr)
+    return result
+
+
+def describe(checkout: Path) -> str:
+    """The compared checkout's commit, for the report."""
+    return subprocess.run(  # noqa: S603 - git on the operator's own checkout
+        ["git", "-C", str(checkout), "describe", "--always", "--dirty"],  # noqa: S607
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--otlp-seconds", type=float, default=15)
     parser.add_argument("--grouping-seconds", type=float, default=40)
+    parser.add_argument(
+        "--compare-with", type=Path, default=None, metavar="CHECKOUT",
+        help="Another checkout of the project (e.g. a git worktree of the code before a "
+        "change): REST and OTLP throughput of both, in alternating rounds, and the ratios.",
+    )  # fmt: skip
+    parser.add_argument("--compare-seconds", type=float, default=30)
     parser.add_argument("--client-threads", type=int, default=4)
     parser.add_argument("--output", default=str(REPORTS / "ingest.json"))
     args = parser.parse_args()
@@ -334,6 +395,11 @@ def main() -> None:
         django.setup()
         orm_rate = orm_baseline(make_events(50_000, datetime.now(UTC)))
         serializer_rate = serializer_baseline(make_events(20_000, datetime.now(UTC)))
+        compared = (
+            compare_versions(Path(scratch), args.compare_with.resolve(), args)
+            if args.compare_with
+            else {}
+        )
 
     events_per_s = events / elapsed
     result = {
@@ -354,6 +420,7 @@ def main() -> None:
         "server_workers": WORKERS,
         "copy_connections": WORKERS,
         **grouping,
+        **compared,
     }
     write_report(result, Path(args.output))
 
