@@ -30,7 +30,7 @@ QUANTILES = (0.5, 0.95, 0.99)
 RAW = "raw"
 # What endpoints can be ranked by; rates and percentiles rank only endpoints with enough
 # hits (APM_TOP_MIN_HITS), counts rank all.
-RANKINGS = ("hits", "errors", "error_rate", "p95", "p99", "apdex")
+RANKINGS = ("hits", "errors", "error_rate", "p50", "p95", "p99", "apdex")
 COUNT_RANKINGS = ("hits", "errors")
 ENDPOINT_KEY = ("service", "endpoint", "method")
 
@@ -156,23 +156,35 @@ class KpiQuery:
     ):
         self.project_id, self.window, self.filters = project_id, window, filters
         self.connection = connection
+        self._total_kpi: Kpi | None = None
 
     def totals(self) -> dict:
-        rows = self._run(group=(), interval=None)
-        return (rows[0][1] if rows else Kpi()).as_dict(self.window.seconds)
+        return self._total().as_dict(self.window.seconds)
+
+    def distribution(self) -> list[tuple[float, float, int]]:
+        """The latency distribution of the window from its merged sketch: (low_ms, high_ms,
+        count) of each non-empty sketch bucket, fastest first. Shares totals()' query."""
+        counts = self._total().sketch
+        if counts is None:
+            return []
+        return [
+            (*sketch.bucket_bounds(index + 1), int(count))
+            for index, count in enumerate(counts)
+            if count > 0
+        ]
 
     def timeseries(self, interval: str) -> list[dict]:
         """One point per bucket, zero-filled; edge buckets count only their part inside
         the window (for rps)."""
-        found = {key[0]: kpi for key, kpi in self._run((), interval)}
-        step, start, end = INTERVALS[interval], self.window.start, self.window.end
-        points = []
-        bucket = _floor(start, interval)
-        while bucket < end:
-            seconds = (min(bucket + step, end) - max(bucket, start)).total_seconds()
-            points.append({"bucket": bucket, **found.get(bucket, Kpi()).as_dict(seconds)})
-            bucket += step
-        return points
+        return self._points({key[0]: kpi for key, kpi in self._run((), interval)}, interval)
+
+    def timeseries_by(self, dimension: str, interval: str) -> dict[object, list[dict]]:
+        """timeseries() of each value of `dimension` seen in the window (e.g. per status
+        class, per service), from one query."""
+        found: dict[object, dict] = {}
+        for (bucket, value), kpi in self._run((dimension,), interval):
+            found.setdefault(value, {})[bucket] = kpi
+        return {value: self._points(kpis, interval) for value, kpis in found.items()}
 
     def top_endpoints(self, by: str, limit: int, min_hits: int) -> list[dict]:
         """Endpoints ranked by `by`: highest first, Apdex lowest first; ties by hits."""
@@ -192,6 +204,22 @@ class KpiQuery:
         return [{"service": key[0], **kpi.as_dict(self.window.seconds)} for key, kpi in rows]
 
     # --- internals -------------------------------------------------------------------
+
+    def _total(self) -> Kpi:
+        if self._total_kpi is None:
+            rows = self._run(group=(), interval=None)
+            self._total_kpi = rows[0][1] if rows else Kpi()
+        return self._total_kpi
+
+    def _points(self, found: dict[datetime, Kpi], interval: str) -> list[dict]:
+        step, start, end = INTERVALS[interval], self.window.start, self.window.end
+        points = []
+        bucket = _floor(start, interval)
+        while bucket < end:
+            seconds = (min(bucket + step, end) - max(bucket, start)).total_seconds()
+            points.append({"bucket": bucket, **found.get(bucket, Kpi()).as_dict(seconds)})
+            bucket += step
+        return points
 
     def _run(self, group: tuple[str, ...], interval: str | None) -> list[tuple[tuple, Kpi]]:
         grain = grain_for(self.filters.dimensions() | set(group))
@@ -280,7 +308,7 @@ def _row(row, key_count: int, store: SketchStore) -> tuple[tuple, Kpi]:
 
 
 def _rank_key(by: str, kpi: dict) -> tuple:
-    if by in ("p95", "p99"):
+    if by in ("p50", "p95", "p99"):
         value = -(kpi["latency_ms"][by] or 0.0)
     elif by == "apdex":
         value = kpi["apdex"] if kpi["apdex"] is not None else 1.0

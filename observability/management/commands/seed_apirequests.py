@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from observability import demo
 from observability.analytics import backend
+from observability.ingest import cardinality
 from observability.ingest.events import Row
 from observability.ingest.writer import copy_rows, jsonb_value
 from observability.models import ApiRequest, Project, ServiceSettings
@@ -106,18 +107,18 @@ class Command(BaseCommand):
 
     @staticmethod
     def _write_copy(project_id: int, thresholds: dict[str, float], batch: list[dict]) -> None:
-        copy_rows(
-            connection,
-            (
-                Row(
-                    **{name: e[name] for name in SEEDED_COLUMNS},
-                    project_id=project_id,
-                    attributes=jsonb_value(orjson.dumps(e["attributes"])),
-                    apdex_t_ms=thresholds[e["service"]],
-                )
-                for e in batch
-            ),
-        )
+        rows = [
+            Row(
+                **{name: e[name] for name in SEEDED_COLUMNS},
+                project_id=project_id,
+                attributes=jsonb_value(orjson.dumps(e["attributes"])),
+                apdex_t_ms=thresholds[e["service"]],
+            )
+            for e in batch
+        ]
+        # Under the same cardinality caps as ingest, which also records the services,
+        # environments and endpoints seen (the UI's filters and settings list them).
+        copy_rows(connection, cardinality.cap_rows(project_id, rows, "seed").rows)
 
     @staticmethod
     def _write_orm(project_id: int, thresholds: dict[str, float], batch: list[dict]) -> None:
