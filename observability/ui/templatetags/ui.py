@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 from django import template
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from observability.ui.scope import RANGES, SCOPE_PARAMETERS
 
@@ -71,11 +72,13 @@ UP_IS = {"hits": None, "rps": None, "errors": "bad", "error_rate": "bad", "laten
 @register.simple_tag
 def change(current, previous, kind: str):
     """The relative change against the previous period, coloured by whether it is good."""
-    if current is None or previous is None or previous == 0:
+    # A missing previous row resolves to "" in templates: nothing to compare either.
+    numbers = all(isinstance(v, int | float) for v in (current, previous))
+    if not numbers or previous == 0:
         return format_html('<span class="change none" title="nothing to compare">{}</span>', NONE)
     ratio = (current - previous) / abs(previous)
     if abs(ratio) < 0.005:
-        return format_html('<span class="change flat">±0%</span>')
+        return mark_safe('<span class="change flat">±0%</span>')
     verdict = UP_IS[kind]
     if verdict is None:
         tone = "neutral"
