@@ -15,16 +15,44 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="Membership",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("role", models.CharField(choices=[("viewer", "Viewer"), ("admin", "Admin")], default="viewer", max_length=16)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("viewer", "Viewer"), ("admin", "Admin")],
+                        default="viewer",
+                        max_length=16,
+                    ),
+                ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("project", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to="observability.project")),
-                ("user", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to=settings.AUTH_USER_MODEL)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to="observability.project",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
                 "db_table": "apm_membership",
                 "ordering": ["project", "user"],
-                "constraints": [models.UniqueConstraint(fields=("user", "project"), name="apm_membership_uniq")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("user", "project"), name="apm_membership_uniq")
+                ],
             },
         ),
         migrations.CreateModel(
