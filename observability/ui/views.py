@@ -39,7 +39,7 @@ def overview(request, page: Page):
     scope = page.scope
     current = page.kpi().services()
     before = {row["service"]: row for row in page.kpi(window=scope.previous).services()}
-    sparks = page.kpi().timeseries_by("service", scope.sparkline_interval())
+    sparks = page.kpi().traffic_by("service", scope.sparkline_interval())
     rows, chart_data = [], {}
     for n, row in enumerate(current):
         chart_data[f"spark-{n}"] = charts.sparkline(sparks.get(row["service"], []))
@@ -70,7 +70,7 @@ def _kpi_charts(page: Page, **filters) -> dict:
     interval = page.scope.interval
     points = query.timeseries(interval)
     columns = charts.kpi_columns(points)
-    traffic = charts.traffic_by_class(query.timeseries_by("status_class", interval), columns["x"])
+    traffic = charts.traffic_by_class(query.traffic_by("status_class", interval), columns["x"])
     return {
         "totals": query.totals(),
         "previous": page.kpi(window=page.scope.previous, **filters).totals(),

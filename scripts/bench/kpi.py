@@ -14,11 +14,14 @@ Writes reports/bench/kpi.json and prints it as the last line.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -135,14 +138,29 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--output", default=str(REPORTS / "kpi.json"))
-    args = parser.parse_args()
-    os.environ["DJANGO_SETTINGS_MODULE"] = "apm_platform.ci_settings"
+@dataclasses.dataclass
+class Dataset:
+    """The benchmark's database: 10M requests over 30 days, rollups refreshed."""
 
+    url: str
+    scratch: Path
+    key: str  # an API key of the project (read and ingest)
+    project_id: int
+    busiest: str  # the service with the most requests
+    rows: int
+    load_s: float
+    initial_refresh_s: float
+    refresh_hour_s: float
+    raw_bytes: int
+    rollup_bytes: int
+
+
+@contextlib.contextmanager
+def dataset(rows: int) -> Iterator[Dataset]:
+    """A scratch PostgreSQL loaded with `rows` requests over DAYS days, rollups refreshed
+    (also timed: the initial refresh, and one new hour's). Sets up Django on it in this
+    process. Used by the UI benchmark too."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = "apm_platform.ci_settings"
     with tempfile.TemporaryDirectory(prefix="bench-kpi-") as scratch, \
             scratch_postgres(Path(scratch)) as database:  # fmt: skip
         url = database.url()
@@ -170,10 +188,10 @@ def main() -> None:
         backend.of(connection).prepare_partitions(
             connection, start.date(), now.date() + timedelta(days=1)
         )
-        print(f"loading {args.rows:,} rows over {DAYS} days...", file=sys.stderr)
+        print(f"loading {rows:,} rows over {DAYS} days...", file=sys.stderr)
         began = time.perf_counter()
-        per_hour_rows = args.rows / hours
-        loaded = load(url, traffic, project_id, start, hours, args.rows)
+        per_hour_rows = rows / hours
+        loaded = load(url, traffic, project_id, start, hours, rows)
         load_s = time.perf_counter() - began
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE api_request")
@@ -205,10 +223,23 @@ def main() -> None:
                 "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
                 "WHERE c.relkind = 'r' AND c.relname LIKE 'apm_rollup\\_%%\\_%%ly'"
             ).fetchone()[0]
+        yield Dataset(url, Path(scratch), key, project_id, busiest, loaded + int(per_hour_rows),
+                      load_s, initial_refresh_s, refresh_hour_s, int(raw_bytes),
+                      int(rollup_bytes))  # fmt: skip
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--output", default=str(REPORTS / "kpi.json"))
+    args = parser.parse_args()
+
+    with dataset(args.rows) as data:
+        url, key, project_id, busiest = data.url, data.key, data.project_id, data.busiest
         end = datetime.now(UTC)
         window = {"from": (end - timedelta(days=DAYS)).isoformat(), "to": end.isoformat()}
-        server = Gunicorn(url, Path(scratch) / "metrics", workers=2, DATABASE_CONN_MAX_AGE="60")
+        server = Gunicorn(url, data.scratch / "metrics", workers=2, DATABASE_CONN_MAX_AGE="60")
         try:
             with httpx.Client(base_url=server.url, timeout=120,
                               headers={"Authorization": f"Bearer {key}"}) as client:  # fmt: skip
@@ -250,7 +281,7 @@ def main() -> None:
                 raise RuntimeError(f"hits differ: API {kpi['hits']}, raw {exact[0]}")
 
     result = {
-        "raw_rows": loaded + int(per_hour_rows),
+        "raw_rows": data.rows,
         "kpi_p50_ms": round(percentile(kpi_ms, 50), 1),
         "kpi_p95_ms": round(percentile(kpi_ms, 95), 1),
         "timeseries_p50_ms": round(percentile(series_ms, 50), 1),
@@ -259,13 +290,13 @@ def main() -> None:
         "top_endpoints_p95_ms": round(percentile(top_ms, 95), 1),
         "raw_kpi_p95_ms": round(percentile(raw_ms, 95), 1),
         "speedup_vs_raw": round(percentile(raw_ms, 95) / percentile(kpi_ms, 95), 1),
-        "refresh_hour_s": round(refresh_hour_s, 3),
-        "rollup_storage_ratio": round(float(rollup_bytes / raw_bytes), 4),
+        "refresh_hour_s": round(data.refresh_hour_s, 3),
+        "rollup_storage_ratio": round(data.rollup_bytes / data.raw_bytes, 4),
         "percentile_max_rel_error": round(max(errors), 5),
-        "load_s": round(load_s, 1),
-        "initial_refresh_s": round(initial_refresh_s, 1),
-        "raw_bytes": int(raw_bytes),
-        "rollup_bytes": int(rollup_bytes),
+        "load_s": round(data.load_s, 1),
+        "initial_refresh_s": round(data.initial_refresh_s, 1),
+        "raw_bytes": data.raw_bytes,
+        "rollup_bytes": data.rollup_bytes,
     }
     write_report(result, Path(args.output))
 
