@@ -68,6 +68,7 @@ class Seeded:
         jobs.refresh("hour")
         jobs.refresh("day")
         call_command("embed_apirequests")  # documents for keyword search
+        Project.objects.filter(slug=self.slug).update(name="Shop")  # a legible switcher
         self.project = Project.objects.get(slug=self.slug)
         self.other = make_project(f"other-{uuid.uuid4().hex[:8]}")
         self.other_request = make_request(self.other)
@@ -164,9 +165,9 @@ def test_every_page_opens_after_sign_in(page, seeded):
     window = urlencode({"range": "custom", **seeded.window})
     event_id = seeded.failed_request_id()
     pages = {
-        "overview": f"{base}/?range=7d",
-        "service": f"{base}/service/?service=checkout&range=7d",
-        "endpoint": f"{base}/endpoint/?service=checkout&endpoint=/checkout&method=POST&range=7d",
+        "overview": f"{base}/?range=24h",
+        "service": f"{base}/service/?service=checkout&{window}",
+        "endpoint": f"{base}/endpoint/?service=checkout&endpoint=/checkout&method=POST&{window}",
         "requests": f"{base}/requests/?{window}",
         "request": f"{base}/requests/{event_id}/?range=7d",
         "search": f"{base}/search/?q=gateway+timeout&range=7d",

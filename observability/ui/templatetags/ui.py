@@ -75,7 +75,7 @@ def change(current, previous, kind: str):
     # A missing previous row resolves to "" in templates: nothing to compare either.
     numbers = all(isinstance(v, int | float) for v in (current, previous))
     if not numbers or previous == 0:
-        return format_html('<span class="change none" title="nothing to compare">{}</span>', NONE)
+        return ""  # nothing to compare
     ratio = (current - previous) / abs(previous)
     if abs(ratio) < 0.005:
         return mark_safe('<span class="change flat">±0%</span>')
