@@ -196,6 +196,8 @@ def test_bad_scope_parameters_are_a_400_naming_them(project, query, parameter):
         ("requests/?status_code=42", "status_code"),
         ("requests/?cursor=not-a-cursor", "cursor"),
         ("search/?q=x&mode=psychic", "mode"),
+        ("charts/?part=pie&service=checkout", "part"),
+        ("charts/?part=latency&service=checkout&endpoint=/cart", "method"),
     ],
 )
 def test_bad_page_parameters_are_a_400_naming_them(project, path, parameter):

@@ -38,7 +38,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 # test code and Playwright never run at the same time).
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium package; GitHub's Ubuntu runners have Google Chrome instead (their
+# chromium is a snap).
+BROWSERS = (Path("/usr/bin/chromium"), Path("/usr/bin/google-chrome"))
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                "--no-first-run", "--disable-background-networking",
                "--disable-component-update", "--disable-sync"]  # fmt: skip
@@ -49,10 +51,11 @@ ACCENT = (0x24, 0x59, 0xD6)  # app.css --accent, the p95 line
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
+    executable = next((path for path in BROWSERS if path.exists()), None)
+    if executable is None:
         pytest.fail("Chromium is missing: scripts/dev/install-debian-packages.sh chromium")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        browser = playwright.chromium.launch(executable_path=str(executable), args=LAUNCH_ARGS)
         yield browser
         browser.close()
 

@@ -18,16 +18,13 @@ def _epochs(points: list[dict]) -> list[int]:
 
 
 def kpi_columns(points: list[dict]) -> dict:
-    """Traffic, errors, latency and Apdex of a time series."""
+    """Latency percentiles and Apdex of a time series."""
 
     def when_hits(value, point):
         return value if point["hits"] else None
 
     return {
         "x": _epochs(points),
-        "rps": [round(p["rps"], 4) for p in points],
-        "hits": [p["hits"] for p in points],
-        "error_rate": [when_hits(round(100 * p["error_rate"], 3), p) for p in points],
         "p50": [when_hits(p["latency_ms"]["p50"], p) for p in points],
         "p95": [when_hits(p["latency_ms"]["p95"], p) for p in points],
         "p99": [when_hits(p["latency_ms"]["p99"], p) for p in points],
@@ -35,13 +32,24 @@ def kpi_columns(points: list[dict]) -> dict:
     }
 
 
-def traffic_by_class(series: dict[int, list[dict]], x: list[int]) -> dict:
-    """Requests per second of each status class seen, 2xx first; zeros where none."""
-    columns = {"x": x}
+def traffic_columns(series: dict[int, list[dict]]) -> dict:
+    """Requests per second of each status class seen (2xx first), and the error rate
+    (5xx, %) of each bucket, from traffic_by("status_class")."""
+    if not series:
+        return {"x": [], "classes": []}
+    buckets = next(iter(series.values()))
+    columns: dict = {"x": _epochs(buckets)}
+    hits = [0] * len(buckets)
     for status_class, name in sorted(STATUS_CLASSES.items(), key=lambda item: item[1]):
         points = series.get(status_class)
         if points:
             columns[name] = [round(p["rps"], 4) for p in points]
+            hits = [total + p["hits"] for total, p in zip(hits, points, strict=True)]
+    errors = [p["hits"] for p in series.get(5, [])] or [0] * len(buckets)
+    columns["classes"] = [name for name in columns if name != "x"]
+    columns["error_rate"] = [
+        round(100 * e / h, 3) if h else None for e, h in zip(errors, hits, strict=True)
+    ]
     return columns
 
 

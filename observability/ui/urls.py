@@ -11,6 +11,7 @@ project = [
     path("service/", views.service, name="service"),
     path("service/endpoints/", views.service_endpoints, name="service-endpoints"),
     path("endpoint/", views.endpoint, name="endpoint"),
+    path("charts/", views.charts_fragment, name="charts"),
     path("requests/", explorer.requests_page, name="requests"),
     path("requests/rows/", explorer.requests_rows, name="request-rows"),
     path("requests/<uuid:event_id>/", explorer.request_detail, name="request"),

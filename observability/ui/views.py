@@ -64,22 +64,46 @@ class EndpointForm(forms.Form):
     method = forms.CharField(max_length=16)
 
 
-def _kpi_charts(page: Page, **filters) -> dict:
-    """Cards, charts and latency distribution of one service or endpoint."""
+def _summary(page: Page, **filters) -> dict:
+    """Cards and latency distribution of one service or endpoint; its charts come as
+    fragments (charts_fragment), so that no response waits for every query."""
     query = page.kpi(**filters)
-    interval = page.scope.interval
-    points = query.timeseries(interval)
-    columns = charts.kpi_columns(points)
-    traffic = charts.traffic_by_class(query.traffic_by("status_class", interval), columns["x"])
     return {
         "totals": query.totals(),
         "previous": page.kpi(window=page.scope.previous, **filters).totals(),
-        "charts": {
-            "traffic": traffic,
-            "kpis": columns,
-            "distribution": charts.distribution(query.distribution()),
-        },
+        "charts": {"distribution": charts.distribution(query.distribution())},
     }
+
+
+class ChartsForm(forms.Form):
+    part = forms.ChoiceField(choices=[("traffic", "traffic"), ("latency", "latency")])
+    service = forms.CharField(max_length=128)
+    endpoint = forms.CharField(required=False, max_length=512)
+    method = forms.CharField(required=False, max_length=16)
+
+    def clean(self):
+        cleaned = super().clean()
+        if bool(cleaned.get("endpoint")) != bool(cleaned.get("method")):
+            self.add_error("method", "An endpoint's charts need both endpoint and method.")
+        return cleaned
+
+
+@project_page
+def charts_fragment(request, page: Page):
+    """The time-series charts of a service or endpoint (htmx fragment): traffic and
+    error rate (one query without sketches), or latency and Apdex (the time series)."""
+    data = check(ChartsForm(request.GET))
+    part = data.pop("part")
+    filters = {name: value for name, value in data.items() if value}
+    if "method" in filters:
+        filters["method"] = filters["method"].upper()
+    query, interval = page.kpi(**filters), page.scope.interval
+    if part == "traffic":
+        columns = charts.traffic_columns(query.traffic_by("status_class", interval))
+    else:
+        columns = charts.kpi_columns(query.timeseries(interval))
+    context = page.context(chart_data=columns, placeholder=False)
+    return render(request, f"ui/_charts_{part}.html", context)
 
 
 @project_page
@@ -87,7 +111,7 @@ def service(request, page: Page):
     data = check(ServiceForm(request.GET))
     context = page.context(
         service=data["service"],
-        **_kpi_charts(page, service=data["service"]),
+        **_summary(page, service=data["service"]),
         **_endpoints(page, data),
     )
     return render(request, "ui/service.html", context)
@@ -120,7 +144,7 @@ def endpoint(request, page: Page):
     data["method"] = data["method"].upper()
     context = page.context(
         **data,
-        **_kpi_charts(page, **data),
+        **_summary(page, **data),
         **_recent(page, data),
     )
     return render(request, "ui/endpoint.html", context)

@@ -124,6 +124,7 @@ def chart_points(base_url: str, path: str) -> dict:
         page.wait_for_load_state("networkidle")
         began = time.perf_counter()
         page.goto(base_url + path, timeout=300_000)
+        # The latency chart arrives in a fragment (minute points are read from raw rows).
         page.wait_for_function("window.apmCharts && window.apmCharts.latency", timeout=300_000)
         load_s = time.perf_counter() - began
         drawn = page.evaluate("window.apmCharts.latency")
@@ -167,7 +168,15 @@ def main() -> None:
                 "service": (f"{base}/service/?{month}&{service}", False),
                 "service_endpoints_fragment": (
                     f"{base}/service/endpoints/?{month}&{service}&sort=p95", True),
+                "service_traffic_fragment": (
+                    f"{base}/charts/?{month}&{service}&part=traffic", True),
+                "service_latency_fragment": (
+                    f"{base}/charts/?{month}&{service}&part=latency", True),
                 "endpoint": (f"{base}/endpoint/?{month}&{urlencode(endpoint)}", False),
+                "endpoint_traffic_fragment": (
+                    f"{base}/charts/?{month}&{urlencode(endpoint)}&part=traffic", True),
+                "endpoint_latency_fragment": (
+                    f"{base}/charts/?{month}&{urlencode(endpoint)}&part=latency", True),
                 "requests": (f"{base}/requests/?{month}", False),
                 "requests_filtered": (f"{base}/requests/?{month}&{service}&status_class=5xx",
                                       False),

@@ -1,7 +1,9 @@
-// The UI's behaviour: navigation controls, and the uPlot charts of a page. The charts'
-// data is the page's #chart-data JSON; each element [data-chart] names its kind and its
-// columns (data-source). Drag across a time chart to zoom: the page reloads over that
-// range (the state stays in the URL). window.apmCharts records what each chart drew.
+// The UI's behaviour: navigation controls, and the uPlot charts of a page. Each element
+// [data-chart] names its kind, the JSON script holding its columns (data-data) and,
+// when that holds several charts' columns, its key (data-key). Charts in fragments are
+// drawn when htmx has swapped them in. Drag across a time chart to zoom: the page
+// reloads over that range (the state stays in the URL). window.apmCharts records what
+// each chart drew.
 (function () {
   "use strict";
 
@@ -36,7 +38,7 @@
   // Stacked areas: uPlot draws what it is given, so each series is the running sum of
   // the classes below it; the legend shows each class's own value.
   function stacked(columns) {
-    const names = Object.keys(columns).filter(function (k) { return k !== "x"; });
+    const names = columns.classes;
     const sums = [], series = [{}];
     let running = columns.x.map(function () { return 0; });
     names.forEach(function (name) {
@@ -101,11 +103,14 @@
     location.search = params.toString();
   }
 
-  function draw(el, all) {
+  function draw(el, sources) {
     if (el.dataset.drawn) return;
-    const columns = all[el.dataset.source];
     const kind = KINDS[el.dataset.chart];
-    if (!columns || !kind) return;
+    const script = document.getElementById(el.dataset.data);
+    if (!kind || !script) return;
+    if (!sources[script.id]) sources[script.id] = JSON.parse(script.textContent);
+    const columns = el.dataset.key ? sources[script.id][el.dataset.key] : sources[script.id];
+    if (!columns) return;
     el.dataset.drawn = "1";
     if (!columns.x.length) { el.innerHTML = '<p class="chart-empty">No data in this range.</p>'; return; }
     const spec = kind(columns);
@@ -121,7 +126,7 @@
       padding: spec.padding,
       hooks: {
         draw: [function (u) {
-          window.apmCharts[el.dataset.chart + (el.dataset.source.startsWith("spark") ? ":" + el.dataset.source : "")] = {
+          window.apmCharts[el.dataset.chart + (el.dataset.chart === "spark" ? ":" + el.dataset.key : "")] = {
             points: u.data[0].length, series: u.series.length - 1, drawMs: performance.now() - began,
           };
           el.dataset.rendered = "1";
@@ -136,10 +141,9 @@
   }
 
   function drawAll(root) {
-    const source = document.getElementById("chart-data");
-    if (!source || typeof uPlot === "undefined") return;
-    const all = JSON.parse(source.textContent);
-    (root || document).querySelectorAll("[data-chart]").forEach(function (el) { draw(el, all); });
+    if (typeof uPlot === "undefined") return;
+    const sources = {};
+    root.querySelectorAll("[data-chart]").forEach(function (el) { draw(el, sources); });
   }
 
   document.addEventListener("DOMContentLoaded", function () {
