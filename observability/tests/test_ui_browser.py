@@ -317,22 +317,42 @@ def test_keyword_search_finds_requests_and_semantic_says_what_it_needs(page, see
     expect(page.get_by_role("alert")).to_contain_text("needs an embedding provider")
 
 
-def test_keyboard_reaches_every_control(page, seeded):
-    sign_in(page, "ada")
-    open_page(page, f"/p/{seeded.slug}/service/?service=checkout&range=7d")
+def tab_through(page: Page) -> None:
+    """Tab from the top of the page; every visible control must get the focus (a group
+    of radio buttons is one stop: arrow keys move within it)."""
     controls = page.evaluate("""() => {
         const all = document.querySelectorAll('a[href], button, select, summary, '
             + 'input:not([type=hidden]), [tabindex]:not([tabindex="-1"])');
+        const groups = {};
         let n = 0;
-        for (const el of all) if (el.checkVisibility()) el.dataset.kb = String(n++);
+        for (const el of all) {
+            if (!el.checkVisibility()) continue;
+            if (el.type === "radio") {
+                if (!(el.name in groups)) groups[el.name] = String(n++);
+                el.dataset.kb = groups[el.name];
+            } else {
+                el.dataset.kb = String(n++);
+            }
+        }
         return n;
     }""")
-    assert controls > 20
+    assert controls > 10
     reached = set()
     for _ in range(controls + 10):
         page.keyboard.press("Tab")
         reached.add(page.evaluate("document.activeElement.dataset.kb"))
-    assert {str(n) for n in range(controls)} <= reached
+    assert {str(n) for n in range(controls)} <= reached, page.url
+
+
+KEYBOARD_PAGES = ["/", "/service/?service=checkout&range=7d", "/requests/?range=7d",
+                  "/search/?q=timeout&range=7d", "/settings/"]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", KEYBOARD_PAGES)
+def test_keyboard_reaches_every_control(page, seeded, path):
+    sign_in(page, "ada")
+    open_page(page, f"/p/{seeded.slug}{path}")
+    tab_through(page)
     # The custom range opens from the keyboard and its fields are reachable.
     page.locator(".custom summary").focus()
     page.keyboard.press("Enter")
