@@ -237,3 +237,16 @@ def test_demo_login_is_saved_reused_and_signs_in(project, tmp_path):
     # A stale file (the database was reset) gets a new password.
     path.write_text("demo wrong-password\n")
     assert demo.saved_login(project, path)[1] != "wrong-password"
+
+
+def test_the_distribution_chart_merges_sketch_buckets_into_bands():
+    from observability.analytics import sketch
+    from observability.ui import charts
+
+    buckets = [(*sketch.bucket_bounds(b), b) for b in (1, 2, 9, 10, 16, 17, 500, 1024)]
+    bands = charts.distribution(buckets)
+    assert sum(bands["count"]) == sum(b for *_, b in buckets)
+    # 8 sketch buckets a band: {1, 2}, {9, 10, 16}, {17}, {500}, {1024}.
+    assert bands["count"] == [3, 35, 17, 500, 1024]
+    assert bands["x"] == sorted(bands["x"])
+    assert all(low < high for low, high in zip(bands["low"], bands["x"], strict=True))

@@ -6,6 +6,8 @@ the line), not zero.
 
 from __future__ import annotations
 
+import math
+
 from observability.analytics import sketch
 
 STATUS_CLASSES = {2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx", 1: "1xx"}
@@ -66,11 +68,18 @@ def distribution(buckets: list[tuple[float, float, int]]) -> dict:
         band[2] += count
     ordered = [bands[key] for key in sorted(bands)]
     return {
-        "x": [round(high, 3) for _, high, _ in ordered],
-        "low": [round(low, 3) for low, _, _ in ordered],
+        "x": [_significant(high) for _, high, _ in ordered],
+        "low": [_significant(low) for low, _, _ in ordered],
         "count": [count for _, _, count in ordered],
     }
 
 
 def _band_of(low: float, high: float) -> int:
-    return sketch.bucket_of(high) // DISTRIBUTION_MERGE
+    """Which band a sketch bucket falls in: its position on the log scale (the high bound
+    of bucket b is MIN_MS * GAMMA^(b-1)), DISTRIBUTION_MERGE buckets a band."""
+    return round(math.log(high / sketch.MIN_MS) / sketch.LN_GAMMA) // DISTRIBUTION_MERGE
+
+
+def _significant(value: float) -> float:
+    """Four significant digits: sub-millisecond bands stay apart, JSON stays short."""
+    return float(f"{value:.4g}")
