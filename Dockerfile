@@ -7,6 +7,13 @@ WORKDIR /build
 COPY requirements.txt .
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install -r requirements.txt
 
+# The UI's front-end libraries (htmx, uPlot) at the versions package-lock.json pins.
+FROM node:20-bookworm-slim AS assets
+WORKDIR /build
+COPY package.json package-lock.json ./
+COPY scripts/dev/ui_assets.sh scripts/dev/
+RUN scripts/dev/ui_assets.sh
+
 FROM python:3.11-slim-bookworm
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -18,6 +25,7 @@ WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
 COPY apm_platform ./apm_platform
 COPY observability ./observability
+COPY --from=assets /build/observability/ui/static/ui/vendor ./observability/ui/static/ui/vendor
 COPY manage.py ./
 COPY docker/entrypoint.sh /usr/local/bin/apm-entrypoint
 # Static files (admin, Swagger UI) are collected at build time; WhiteNoise serves them.

@@ -9,7 +9,7 @@ PORT ?= 8000
 OPS_VENV ?= .venv-ops
 OPS_BIN := $(abspath $(OPS_VENV))/bin
 
-.PHONY: help venv run test lint migrate shell clean-data bench-ingest bench-kpi bench-search bench-sketches \
+.PHONY: help venv ui-assets run test lint migrate shell clean-data bench-ingest bench-kpi bench-search bench-sketches bench-ui \
 	ops-venv validate secrets certs cluster-config up down backup-up monitoring-up \
 	cluster-up cluster-down app-up backup-full backup-check deploy \
 	drill-baseline drill-primary-restore drill-failover drill-minio-outage \
@@ -25,10 +25,18 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(VENV)/.installed ## Create/refresh the virtualenv (.venv)
 
-run: venv ## Start the product on the embedded database with demo data (PORT=8000)
+# The UI's front-end libraries, pinned in package-lock.json (npm registry).
+UI_VENDOR := observability/ui/static/ui/vendor
+$(UI_VENDOR)/.installed: package.json package-lock.json scripts/dev/ui_assets.sh
+	scripts/dev/ui_assets.sh
+	@touch $@
+
+ui-assets: $(UI_VENDOR)/.installed ## Install the UI's front-end libraries (htmx, uPlot) from npm
+
+run: venv ui-assets ## Start the product on the embedded database with demo data (PORT=8000)
 	$(PY) manage.py run_demo --port $(PORT)
 
-test: venv ## Lint, then the whole test suite (embedded database unless DATABASE_URL is set)
+test: venv ui-assets ## Lint, then the whole test suite (embedded database unless DATABASE_URL is set)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
@@ -52,6 +60,10 @@ bench-search: venv ## HNSW build, semantic search latency and recall@10 on 100k 
 
 bench-sketches: venv ## Sketch merge cost with pgvector vs without (reports/bench/sketches.json)
 	$(PY) -m scripts.bench.sketches
+
+bench-ui: venv ui-assets ## UI pages and fragments on 10M rows, page weight, chart points (reports/bench/ui.json)
+	scripts/dev/install-debian-packages.sh chromium fonts-inter
+	$(PY) -m scripts.bench.ui
 
 clean-data: ## Delete the embedded databases and demo key under .data/
 	rm -rf .data

@@ -186,6 +186,9 @@ if env_bool("USE_X_FORWARDED_PROTO", False):
     # HTTPS (but for the health probes) and sends Strict-Transport-Security, so Django
     # doing them too would only repeat them.
     SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
+# Behind that proxy, the client's address is the last X-Forwarded-For entry (the proxy
+# appends what it saw); sign-in throttling counts per address.
+USE_X_FORWARDED_FOR = env_bool("USE_X_FORWARDED_FOR", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 # Probes and scrapers talk plain HTTP inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
@@ -203,7 +206,9 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_htmx",
     "observability",
+    "observability.ui",
 ]
 
 MIDDLEWARE = [
@@ -220,6 +225,8 @@ MIDDLEWARE = [
     "apm_platform.db_middleware.DatabaseRoutingMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # request.htmx: the UI answers its partial updates with fragments.
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "apm_platform.urls"
@@ -261,6 +268,18 @@ CACHES = {
 # Failed logins allowed per user name and per address within the window (seconds).
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 LOGIN_FAILURE_WINDOW_S = env_int("LOGIN_FAILURE_WINDOW_S", 900, minimum=1)
+# --- UI accounts ------------------------------------------------------------------
+LOGIN_URL = "ui:login"
+LOGIN_REDIRECT_URL = "ui:home"
+LOGOUT_REDIRECT_URL = "ui:login"
+# A UI session lasts this long without use (and ends with the browser if 0).
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600, minimum=60)
+SESSION_COOKIE_SAMESITE = "Lax"
+# Sign-in throttling: after this many failures within the window, for one user name from
+# one address, or for one address overall (x10), further attempts are refused until the
+# window ends.
+APM_LOGIN_MAX_FAILURES = env_int("APM_LOGIN_MAX_FAILURES", 5, minimum=1)
+APM_LOGIN_WINDOW_S = env_int("APM_LOGIN_WINDOW_S", 900, minimum=1)
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
@@ -338,6 +357,8 @@ APM_API_KEY_TOUCH_INTERVAL_S = env_int("APM_API_KEY_TOUCH_INTERVAL_S", 60, minim
 
 # Where `make run` keeps the demo project's API key.
 APM_DEMO_KEY_FILE = Path(env_str("APM_DEMO_KEY_FILE", str(BASE_DIR / ".data" / "demo-api-key")))
+# ... and the demo user's sign-in ("username password" on one line).
+APM_DEMO_LOGIN_FILE = Path(env_str("APM_DEMO_LOGIN_FILE", str(BASE_DIR / ".data" / "demo-login")))
 
 # --- Semantic search ---------------------------------------------------------------
 # none | gemini | local (requirements-local-embeddings.txt). Keyword search needs none.

@@ -2,13 +2,12 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 from apm_platform import health, login_throttle, telemetry
 from observability.api import urls as api_urls
+from observability.ui import urls as ui_urls
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/api/docs/", permanent=False)),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", telemetry.metrics_view, name="metrics"),
@@ -16,4 +15,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_urls)),
     *api_urls.otlp,
+    # The built-in UI: `/` (its login page when signed out) and the project pages.
+    path("", include(ui_urls)),
 ]

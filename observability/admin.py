@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from observability.models import ApiKey, Project
+from observability.models import ApiKey, Membership, Project
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -84,3 +84,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} key(s).")
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    """Who sees which project in the UI, as a viewer or an admin (staff see all)."""
+
+    list_display = ["user", "project", "role", "created_at"]
+    list_filter = ["project", "role"]
+    search_fields = ["user__username", "project__slug"]
+    autocomplete_fields = ["project"]

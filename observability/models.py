@@ -16,6 +16,14 @@ from django.utils import timezone
 from pgvector.django import VectorField
 
 
+class ProjectQuerySet(models.QuerySet):
+    def visible_to(self, user) -> ProjectQuerySet:
+        """The projects a signed-in user may see: all for staff, else their memberships'."""
+        if user.is_staff:
+            return self.all()
+        return self.filter(memberships__user=user)
+
+
 class Project(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
@@ -23,6 +31,8 @@ class Project(models.Model):
     # The project's last successful write: reads by any of its keys go to the primary for
     # READ_AFTER_WRITE_TTL seconds after (db_routing.py).
     last_write_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ProjectQuerySet.as_manager()
 
     class Meta:
         db_table = "apm_project"
@@ -38,6 +48,62 @@ class Project(models.Model):
             return
         Project.objects.filter(pk=self.pk).update(last_write_at=now)
         self.last_write_at = now
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer"
+    ADMIN = "admin"
+
+
+class Membership(models.Model):
+    """A user's access to a project in the UI: viewers read, admins also manage keys and
+    settings. Staff users see and manage every project without one."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "apm_membership"
+        ordering = ["project", "user"]
+        constraints = [
+            # The UI looks up the membership of (user, project) on every page.
+            models.UniqueConstraint(fields=["user", "project"], name="apm_membership_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project.slug} ({self.role})"
+
+    @staticmethod
+    def role_of(user, project: Project) -> str | None:
+        """The user's role in the project (staff: admin), None without access."""
+        if user.is_staff:
+            return Role.ADMIN
+        return (
+            Membership.objects.filter(user=user, project=project)
+            .values_list("role", flat=True)
+            .first()
+        )
+
+
+class LoginThrottle(models.Model):
+    """Failed sign-ins per key (a user name from an address, or an address), in a window.
+
+    In the database, not a per-process cache: every gunicorn worker sees the same count.
+    """
+
+    key = models.CharField(max_length=64, primary_key=True)  # SHA-256 of what is counted
+    failures = models.PositiveIntegerField(default=0)
+    window_start = models.DateTimeField()
+
+    class Meta:
+        db_table = "apm_login_throttle"
+
+    def __str__(self) -> str:
+        return f"{self.key[:12]}: {self.failures} failures since {self.window_start}"
 
 
 class ApiKeyQuerySet(models.QuerySet):

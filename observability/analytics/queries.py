@@ -13,6 +13,7 @@ The grain is the coarsest one that has every dimension the query filters or grou
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -30,7 +31,7 @@ QUANTILES = (0.5, 0.95, 0.99)
 RAW = "raw"
 # What endpoints can be ranked by; rates and percentiles rank only endpoints with enough
 # hits (APM_TOP_MIN_HITS), counts rank all.
-RANKINGS = ("hits", "errors", "error_rate", "p95", "p99", "apdex")
+RANKINGS = ("hits", "errors", "error_rate", "p50", "p95", "p99", "apdex")
 COUNT_RANKINGS = ("hits", "errors")
 ENDPOINT_KEY = ("service", "endpoint", "method")
 
@@ -146,6 +147,7 @@ def grain_for(dimensions: set[str]) -> Grain:
 
 # A query returns its keys, then these merged measures, then errors and the sketch.
 MEASURE_NAMES = [m.name for m in MEASURES]
+EMPTY = Kpi()  # a bucket without requests
 
 
 class KpiQuery:
@@ -156,23 +158,44 @@ class KpiQuery:
     ):
         self.project_id, self.window, self.filters = project_id, window, filters
         self.connection = connection
+        self._total_kpi: Kpi | None = None
 
     def totals(self) -> dict:
-        rows = self._run(group=(), interval=None)
-        return (rows[0][1] if rows else Kpi()).as_dict(self.window.seconds)
+        return self._total().as_dict(self.window.seconds)
+
+    def distribution(self) -> list[tuple[float, float, int]]:
+        """The latency distribution of the window from its merged sketch: (low_ms, high_ms,
+        count) of each non-empty sketch bucket, fastest first. Shares totals()' query."""
+        counts = self._total().sketch
+        if counts is None:
+            return []
+        return [
+            (*sketch.bucket_bounds(index + 1), int(count))
+            for index, count in enumerate(counts)
+            if count > 0
+        ]
 
     def timeseries(self, interval: str) -> list[dict]:
         """One point per bucket, zero-filled; edge buckets count only their part inside
         the window (for rps)."""
-        found = {key[0]: kpi for key, kpi in self._run((), interval)}
-        step, start, end = INTERVALS[interval], self.window.start, self.window.end
-        points = []
-        bucket = _floor(start, interval)
-        while bucket < end:
-            seconds = (min(bucket + step, end) - max(bucket, start)).total_seconds()
-            points.append({"bucket": bucket, **found.get(bucket, Kpi()).as_dict(seconds)})
-            bucket += step
-        return points
+        return self._points({key[0]: kpi for key, kpi in self._run((), interval)}, interval)
+
+    def traffic_by(self, dimension: str, interval: str) -> dict[object, list[dict]]:
+        """Requests per bucket ({bucket, hits, errors, rps}, zero-filled) of each value of
+        `dimension` seen in the window (status class, service, ...): one query that merges
+        no latency sketches, cheaper than a timeseries() per value."""
+        found: dict[object, dict] = {}
+        for (bucket, value), kpi in self._run((dimension,), interval, sketch=False):
+            found.setdefault(value, {})[bucket] = kpi
+        return {
+            value: [
+                {"bucket": bucket, "hits": kpi.hits, "errors": kpi.errors,
+                 "rps": kpi.hits / seconds if seconds > 0 else 0.0}
+                for bucket, seconds in self._buckets(interval)
+                for kpi in [kpis.get(bucket, EMPTY)]
+            ]
+            for value, kpis in found.items()
+        }  # fmt: skip
 
     def top_endpoints(self, by: str, limit: int, min_hits: int) -> list[dict]:
         """Endpoints ranked by `by`: highest first, Apdex lowest first; ties by hits."""
@@ -193,13 +216,36 @@ class KpiQuery:
 
     # --- internals -------------------------------------------------------------------
 
-    def _run(self, group: tuple[str, ...], interval: str | None) -> list[tuple[tuple, Kpi]]:
+    def _total(self) -> Kpi:
+        if self._total_kpi is None:
+            rows = self._run(group=(), interval=None)
+            self._total_kpi = rows[0][1] if rows else Kpi()
+        return self._total_kpi
+
+    def _buckets(self, interval: str) -> Iterator[tuple[datetime, float]]:
+        """Each bucket of the window and the seconds of it inside the window (edge
+        buckets count only their part, for rps)."""
+        step, start, end = INTERVALS[interval], self.window.start, self.window.end
+        bucket = _floor(start, interval)
+        while bucket < end:
+            yield bucket, (min(bucket + step, end) - max(bucket, start)).total_seconds()
+            bucket += step
+
+    def _points(self, found: dict[datetime, Kpi], interval: str) -> list[dict]:
+        return [
+            {"bucket": bucket, **found.get(bucket, EMPTY).as_dict(seconds)}
+            for bucket, seconds in self._buckets(interval)
+        ]
+
+    def _run(
+        self, group: tuple[str, ...], interval: str | None, sketch: bool = True
+    ) -> list[tuple[tuple, Kpi]]:
         grain = grain_for(self.filters.dimensions() | set(group))
         coarsest = {None: DAY, DAY: DAY, HOUR: HOUR, MINUTE: None}[interval]
         hourly_until, daily_until = backend.of(self.connection).materialised_until(self.connection)
         parts = plan(self.window.start, self.window.end, coarsest, hourly_until, daily_until)
         store = sketches.of(self.connection)
-        query, params = self._compose(parts, grain, group, interval, store)
+        query, params = self._compose(parts, grain, group, interval, store, sketch)
         self.connection.ensure_connection()
         with (
             self.connection.wrap_database_errors,
@@ -208,9 +254,9 @@ class KpiQuery:
             # Binary results: merged sketches arrive as arrays, not text to parse.
             cursor.execute(query, params, binary=True)
             key_count = len(group) + (1 if interval else 0)
-            return [_row(row, key_count, store) for row in cursor.fetchall()]
+            return [_row(row, key_count, store, sketch) for row in cursor.fetchall()]
 
-    def _compose(self, parts, grain: Grain, group, interval, store: SketchStore):
+    def _compose(self, parts, grain: Grain, group, interval, store: SketchStore, sketch: bool):
         params: dict = {"project": self.project_id, **self._filter_params()}
         selects = []
         for n, part in enumerate(parts):
@@ -220,7 +266,7 @@ class KpiQuery:
         measures = [
             rollups.measure_columns("merge"),
             sql.SQL("(sum(hits) FILTER (WHERE status_class = 5))::bigint AS errors"),
-            sql.SQL(store.merge_for_python),
+            *([sql.SQL(store.merge_for_python)] if sketch else []),
         ]
         query = sql.SQL("SELECT {columns} FROM ({parts}) AS parts {group_by}").format(
             columns=sql.SQL(", ").join([*keys, *measures]),
@@ -271,8 +317,9 @@ class KpiQuery:
         return clauses
 
 
-def _row(row, key_count: int, store: SketchStore) -> tuple[tuple, Kpi]:
-    key, (*measured, errors, merged_sketch) = tuple(row[:key_count]), row[key_count:]
+def _row(row, key_count: int, store: SketchStore, sketch: bool) -> tuple[tuple, Kpi]:
+    values = [*row[key_count:], *([] if sketch else [None])]
+    key, (*measured, errors, merged_sketch) = tuple(row[:key_count]), values
     # NULL measures (no rows) keep Kpi's defaults.
     values = {name: v for name, v in zip(MEASURE_NAMES, measured, strict=True) if v is not None}
     sketch_counts = store.counts(merged_sketch) if merged_sketch else None
@@ -280,7 +327,7 @@ def _row(row, key_count: int, store: SketchStore) -> tuple[tuple, Kpi]:
 
 
 def _rank_key(by: str, kpi: dict) -> tuple:
-    if by in ("p95", "p99"):
+    if by in ("p50", "p95", "p99"):
         value = -(kpi["latency_ms"][by] or 0.0)
     elif by == "apdex":
         value = kpi["apdex"] if kpi["apdex"] is not None else 1.0

@@ -42,6 +42,16 @@ def bucket_of(latency_ms: float) -> int:
     return min(BUCKETS, max(1, math.ceil(math.log(latency_ms / MIN_MS) / LN_GAMMA) + 1))
 
 
+def bucket_bounds(bucket: int) -> tuple[float, float]:
+    """The latencies (low, high] a 1-based bucket holds; the first holds (0, MIN_MS], the
+    last everything above MAX_EXACT_MS (its high bound is given as twice that)."""
+    if bucket <= 1:
+        return 0.0, MIN_MS
+    if bucket >= BUCKETS:
+        return MAX_EXACT_MS, 2 * MAX_EXACT_MS
+    return MIN_MS * GAMMA ** (bucket - 2), MIN_MS * GAMMA ** (bucket - 1)
+
+
 def quantiles(counts, qs: tuple[float, ...], low: float, high: float) -> list[float | None]:
     """Quantiles (percentile_disc semantics) of merged bucket counts.
 

@@ -1,5 +1,6 @@
 """Where things live, checked: DRF only in observability/api/, a domain that does not
-know the API, migrations that do not run live code (docs/ARCHITECTURE.md)."""
+know the API, a UI that calls the domain (not the API), migrations that do not run live
+code (docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,22 @@ def test_the_domain_does_not_import_the_api(domain):
     assert {module: names for module, names in offenders.items() if names} == {}
 
 
+def test_the_ui_calls_the_domain_not_the_api_nor_drf():
+    """The UI reads the analytics, request and search domains directly; DRF (and
+    django-filter) stay in the API package."""
+    modules = [path for path in app_modules() if under(path, "observability/ui")]
+    assert modules, "the UI package has no modules?"
+    offenders = {
+        str(path.relative_to(BASE_DIR)): sorted(
+            name
+            for name in imported(path)
+            if name.startswith("observability.api") or name.split(".")[0] in DRF_PACKAGES
+        )
+        for path in modules
+    }
+    assert {module: names for module, names in offenders.items() if names} == {}
+
+
 def test_migrations_import_no_live_code_of_the_app():
     """Their SQL is frozen: editing the live code must not change what they run."""
     offenders = {
@@ -81,4 +98,7 @@ def test_the_checks_above_see_imports():
     assert "rest_framework.views.APIView" in imported(BASE_DIR / "observability/api/ingest.py")
     assert "observability.analytics.queries" in imported(
         BASE_DIR / "observability/api/analytics.py"
+    )
+    assert "observability.analytics.queries.KpiQuery" in imported(
+        BASE_DIR / "observability/ui/pages.py"
     )

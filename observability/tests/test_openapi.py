@@ -84,7 +84,8 @@ def test_schema_and_docs_are_served_without_a_key(client):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
-    assert client.get("/").url == "/api/docs/"
+    # `/` is the built-in UI (its login page when signed out); Swagger stays here.
+    assert client.get("/").url == "/login/"
 
 
 def test_swagger_assets_are_served_locally(client):

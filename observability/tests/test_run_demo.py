@@ -50,6 +50,10 @@ def start_run_demo(database_url: str, key_file: Path, port: int) -> subprocess.P
         "DJANGO_SETTINGS_MODULE": "apm_platform.ci_settings",
         "DATABASE_URL": database_url,
         "APM_DEMO_KEY_FILE": str(key_file),
+        "APM_DEMO_LOGIN_FILE": str(key_file.parent / "demo-login"),
+        # As `make run` on the embedded database: DEBUG, so that the session cookie is
+        # not Secure and the UI signs in over plain HTTP.
+        "DEBUG": "true",
     }
     return subprocess.Popen(
         [
@@ -110,6 +114,18 @@ def test_run_demo_serves_seeded_data_with_the_demo_key_and_stops_cleanly(
         assert response.status_code == 200
         assert {row["service"] for row in response.json()["results"]} == {"checkout"}
         assert httpx.get(f"{base}/api/docs/").status_code == 200
+        # `/` is the UI: its login page when signed out; the demo user signs in.
+        assert httpx.get(f"{base}/").headers["location"] == "/login/"
+        username, password = (tmp_path / "demo-login").read_text().split()
+        with httpx.Client(base_url=base) as browser:
+            browser.get("/login/")
+            signed_in = browser.post("/login/", data={
+                "username": username, "password": password,
+                "csrfmiddlewaretoken": browser.cookies["csrftoken"],
+            })  # fmt: skip
+            assert signed_in.status_code == 302, signed_in.text
+            assert browser.get("/").headers["location"] == "/p/demo/"
+            assert browser.get("/p/demo/").status_code == 200
         # Metrics from both gunicorn workers, aggregated through the multiprocess directory.
         metrics = httpx.get(f"{base}/metrics").text
         assert (
@@ -119,12 +135,14 @@ def test_run_demo_serves_seeded_data_with_the_demo_key_and_stops_cleanly(
         output = ctrl_c(process)
     assert process.returncode == 0, output
     assert key in output  # printed for the user
+    assert f"sign in as {username} / {password}" in output
 
     # A second start reuses the key and does not seed again.
     process = start_run_demo(scratch_database_url, key_file, port)
     try:
         wait_ready(base, process)
         assert key_file.read_text().strip() == key
+        assert (tmp_path / "demo-login").read_text().split() == [username, password]
     finally:
         output = ctrl_c(process)
     assert "seeded 3000 requests" not in output

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -109,7 +111,7 @@ def timed_gets(clients: list[httpx.Client], url: str, params: dict, runs: int):
         for _ in range(10):  # warm up every worker (each has its own connections, caches)
             client.get(url, params=params)
     timings: list[list[float]] = [[] for _ in clients]
-    answers = []
+    answer: dict = {}
     for run in range(runs):
         order = list(enumerate(clients))
         for n, client in order if run % 2 else reversed(order):
@@ -118,8 +120,8 @@ def timed_gets(clients: list[httpx.Client], url: str, params: dict, runs: int):
             timings[n].append((time.perf_counter() - began) * 1000)
             response.raise_for_status()
             if n == 0:
-                answers = response.json()
-    return timings, answers
+                answer = response.json()
+    return timings, answer
 
 
 RAW_KPI_SQL = """
@@ -149,20 +151,19 @@ def latencies(prefix: str, kpi: list[float], series: list[float], top: list[floa
     }
 
 
-def same_data(url: str, code_dir: Path, start: datetime, hours: int, rows: int,
-              new_hour: datetime) -> str:  # fmt: skip
+def same_data(url: str, code_dir: Path, data) -> str:
     """Load the compared checkout's database with the very same traffic (the generator is
     seeded), refreshed by its own commands; returns its API key. Its schema is its own,
     so only its own manage.py touches it besides the COPY."""
     key = manage(url, "create_api_key", "--project", "bench", code_dir=code_dir).strip()
     # Its daily partitions, made by its own code (seeding nothing).
-    manage(url, "seed_apirequests", "--count", "0", "--days", str(hours // 24 + 2),
+    manage(url, "seed_apirequests", "--count", "0", "--days", str(DAYS + 2),
            "--project", "bench", code_dir=code_dir)  # fmt: skip
     with psycopg.connect(url, autocommit=True) as conn:
         project_id = conn.execute("SELECT id FROM apm_project WHERE slug = 'bench'").fetchone()[0]
-    traffic = Traffic()
-    load(url, traffic, project_id, start, hours, rows)
-    load(url, traffic, project_id, new_hour, 1, int(rows / hours))
+    traffic, hours = Traffic(), DAYS * 24
+    loaded = load(url, traffic, project_id, data.start, hours, data.rows - data.rows // 721)
+    load(url, traffic, project_id, data.new_hour, 1, data.rows - loaded)
     for command in ("refresh_apirequest_hourly", "refresh_apirequest_daily"):
         manage(url, command, code_dir=code_dir)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -182,23 +183,33 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--output", default=str(REPORTS / "kpi.json"))
-    parser.add_argument(
-        "--compare-with", type=Path, default=None, metavar="CHECKOUT",
-        help="Another checkout of the project (e.g. a git worktree of the code before a "
-        "change): its server answers the same queries on the same data, taking turns with "
-        "this one, and the report adds its figures and the ratios.",
-    )  # fmt: skip
-    args = parser.parse_args()
-    os.environ["DJANGO_SETTINGS_MODULE"] = "apm_platform.ci_settings"
+@dataclasses.dataclass
+class Dataset:
+    """The benchmark's database: 10M requests over 30 days, rollups refreshed."""
 
-    with contextlib.ExitStack() as stack:
-        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-kpi-"))
-        database = stack.enter_context(scratch_postgres(Path(scratch)))
+    url: str
+    scratch: Path
+    key: str  # an API key of the project (read and ingest)
+    project_id: int
+    busiest: str  # the service with the most requests
+    rows: int
+    load_s: float
+    initial_refresh_s: float
+    refresh_hour_s: float
+    raw_bytes: int
+    rollup_bytes: int
+    start: datetime  # of the traffic, DAYS before the last closed hour
+    new_hour: datetime  # the last closed hour, loaded after the others
+
+
+@contextlib.contextmanager
+def dataset(rows: int) -> Iterator[Dataset]:
+    """A scratch PostgreSQL loaded with `rows` requests over DAYS days, rollups refreshed
+    (also timed: the initial refresh, and one new hour's). Sets up Django on it in this
+    process. Used by the UI benchmark too."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = "apm_platform.ci_settings"
+    with tempfile.TemporaryDirectory(prefix="bench-kpi-") as scratch, \
+            scratch_postgres(Path(scratch)) as database:  # fmt: skip
         url = database.url()
         key = manage(url, "create_api_key", "--project", "bench").strip()
         # This process runs the refreshes itself (timed in-process, as run_jobs runs them).
@@ -224,10 +235,10 @@ def main() -> None:
         backend.of(connection).prepare_partitions(
             connection, start.date(), now.date() + timedelta(days=1)
         )
-        print(f"loading {args.rows:,} rows over {DAYS} days...", file=sys.stderr)
+        print(f"loading {rows:,} rows over {DAYS} days...", file=sys.stderr)
         began = time.perf_counter()
-        per_hour_rows = args.rows / hours
-        loaded = load(url, traffic, project_id, start, hours, args.rows)
+        per_hour_rows = rows / hours
+        loaded = load(url, traffic, project_id, start, hours, rows)
         load_s = time.perf_counter() - began
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE api_request")
@@ -259,19 +270,39 @@ def main() -> None:
                 "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
                 "WHERE c.relkind = 'r' AND c.relname LIKE 'apm_rollup\\_%%\\_%%ly'"
             ).fetchone()[0]
+        yield Dataset(url, Path(scratch), key, project_id, busiest, loaded + int(per_hour_rows),
+                      load_s, initial_refresh_s, refresh_hour_s, int(raw_bytes),
+                      int(rollup_bytes), start, new_hour)  # fmt: skip
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--output", default=str(REPORTS / "kpi.json"))
+    parser.add_argument(
+        "--compare-with", type=Path, default=None, metavar="CHECKOUT",
+        help="Another checkout of the project (e.g. a git worktree of the code before a "
+        "change): the same seeded traffic in a database its own code migrated and refreshed, "
+        "served by its gunicorn, answering the same queries in turns with this one; the "
+        "report adds its figures and the ratios.",
+    )  # fmt: skip
+    args = parser.parse_args()
+
+    with dataset(args.rows) as data, contextlib.ExitStack() as stack:
+        url, key, project_id, busiest = data.url, data.key, data.project_id, data.busiest
         end = datetime.now(UTC)
         window = {"from": (end - timedelta(days=DAYS)).isoformat(), "to": end.isoformat()}
         # The read rate limit stays on (its cost is part of each request) but never binds.
         env = {"DATABASE_CONN_MAX_AGE": "60", "APM_READ_RATE_LIMIT": "1000000",
                "APM_READ_RATE_BURST": "1000000"}  # fmt: skip
-        servers = [Gunicorn(url, Path(scratch) / "metrics", workers=2, **env)]
+        servers = [Gunicorn(url, data.scratch / "metrics", workers=2, **env)]
         keys = [key]
         if args.compare_with:
             code_dir = args.compare_with.resolve()
-            other = stack.enter_context(scratch_postgres(Path(scratch) / "compared", code_dir))
-            keys.append(same_data(other.url(), code_dir, start, hours, args.rows, new_hour))
-            servers.append(Gunicorn(other.url(), Path(scratch) / "metrics-compared", workers=2,
+            other = stack.enter_context(scratch_postgres(data.scratch / "compared", code_dir))
+            keys.append(same_data(other.url(), code_dir, data))
+            servers.append(Gunicorn(other.url(), data.scratch / "metrics-compared", workers=2,
                                     code_dir=code_dir, **env))  # fmt: skip
         clients = [
             httpx.Client(base_url=s.url, timeout=120, headers={"Authorization": f"Bearer {k}"})
@@ -319,22 +350,21 @@ def main() -> None:
                 raise RuntimeError(f"hits differ: API {kpi['hits']}, raw {exact[0]}")
 
     result = {
-        "raw_rows": loaded + int(per_hour_rows),
+        "raw_rows": data.rows,
         **latencies("", kpi_ms[0], series_ms[0], top_ms[0]),
         "raw_kpi_p95_ms": round(percentile(raw_ms, 95), 1),
         "speedup_vs_raw": round(percentile(raw_ms, 95) / percentile(kpi_ms[0], 95), 1),
-        "refresh_hour_s": round(refresh_hour_s, 3),
-        "rollup_storage_ratio": round(float(rollup_bytes / raw_bytes), 4),
+        "refresh_hour_s": round(data.refresh_hour_s, 3),
+        "rollup_storage_ratio": round(data.rollup_bytes / data.raw_bytes, 4),
         "percentile_max_rel_error": round(max(errors), 5),
-        "load_s": round(load_s, 1),
-        "initial_refresh_s": round(initial_refresh_s, 1),
-        "raw_bytes": int(raw_bytes),
-        "rollup_bytes": int(rollup_bytes),
+        "load_s": round(data.load_s, 1),
+        "initial_refresh_s": round(data.initial_refresh_s, 1),
+        "raw_bytes": data.raw_bytes,
+        "rollup_bytes": data.rollup_bytes,
     }
     if args.compare_with:
         compared = latencies("compared_", kpi_ms[1], series_ms[1], top_ms[1])
-        result["compared_with"] = describe(args.compare_with)
-        result |= compared
+        result |= {"compared_with": describe(args.compare_with), **compared}
         for name in latencies("", kpi_ms[0], series_ms[0], top_ms[0]):
             result[f"ratio_{name}"] = round(result[name] / compared[f"compared_{name}"], 3)
     write_report(result, Path(args.output))

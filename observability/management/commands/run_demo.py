@@ -19,7 +19,8 @@ from observability.models import ApiRequest, Project
 class Command(BaseCommand):
     help = (
         "Start the product locally: migrate, seed demo data when the database has none, "
-        "create or reuse the demo API key (written to .data/demo-api-key), then serve "
+        "create or reuse the demo API key (written to .data/demo-api-key) and the demo "
+        "user of the UI (.data/demo-login), then serve "
         "with gunicorn, with the rollup scheduler (run_jobs) beside it, until Ctrl-C."
     )
 
@@ -38,9 +39,12 @@ class Command(BaseCommand):
                 "seed_apirequests", count=seed_count, days=seed_days, project="demo", seed=42
             )
         key = demo.saved_key(project, "demo", settings.APM_DEMO_KEY_FILE)
+        username, password = demo.saved_login(project, settings.APM_DEMO_LOGIN_FILE)
         self.stdout.write(
             self.style.SUCCESS(
-                f"\nDemo API key (also in {settings.APM_DEMO_KEY_FILE}):\n  {key}\n"
+                f"\nUI: http://{host}:{port}/  sign in as {username} / {password} "
+                f"(also in {settings.APM_DEMO_LOGIN_FILE})\n"
+                f"Demo API key (also in {settings.APM_DEMO_KEY_FILE}):\n  {key}\n"
                 f"Try: curl -H 'Authorization: Bearer {key}' "
                 f"'http://{host}:{port}/api/v1/requests/?service=checkout&page_size=5'\n"
                 f"API docs: http://{host}:{port}/api/docs/\n"

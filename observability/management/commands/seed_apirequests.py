@@ -19,6 +19,7 @@ from observability import demo
 from observability.analytics import backend
 from observability.error_groups import store as error_groups
 from observability.error_groups.fingerprint import is_failure
+from observability.ingest import cardinality
 from observability.ingest.events import Row
 from observability.ingest.writer import copy_rows, jsonb_value
 from observability.models import ApiRequest, Project, ServiceSettings
@@ -121,6 +122,9 @@ class Command(BaseCommand):
             )
             for e in batch
         ]
+        # Under the same cardinality caps as ingest, which also records the services,
+        # environments and endpoints seen (the UI's filters and settings list them).
+        rows = cardinality.cap_rows(project_id, rows, "seed").rows
         rows, failed = _with_error_groups(project_id, rows, batch)
         copy_rows(connection, rows)
         error_groups.count(project_id, failed)
