@@ -260,14 +260,6 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
-# Shared by every worker and node (login throttling): a table in the database
-# (migration 0014 creates it).
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "apm_cache"}
-}
-# Failed logins allowed per user name and per address within the window (seconds).
-LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
-LOGIN_FAILURE_WINDOW_S = env_int("LOGIN_FAILURE_WINDOW_S", 900, minimum=1)
 # --- UI accounts ------------------------------------------------------------------
 LOGIN_URL = "ui:login"
 LOGIN_REDIRECT_URL = "ui:home"
@@ -275,9 +267,9 @@ LOGOUT_REDIRECT_URL = "ui:login"
 # A UI session lasts this long without use (and ends with the browser if 0).
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600, minimum=60)
 SESSION_COOKIE_SAMESITE = "Lax"
-# Sign-in throttling: after this many failures within the window, for one user name from
-# one address, or for one address overall (x10), further attempts are refused until the
-# window ends.
+# Sign-in throttling (the UI's and the admin's login, apm_platform/login_throttle.py): after
+# this many failures within the window, for one user name from one address, or for one
+# address overall (x10), further attempts are refused until the window ends.
 APM_LOGIN_MAX_FAILURES = env_int("APM_LOGIN_MAX_FAILURES", 5, minimum=1)
 APM_LOGIN_WINDOW_S = env_int("APM_LOGIN_WINDOW_S", 900, minimum=1)
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("observability", "0012_idempotency_keys"),
+        ("observability", "0016_error_groups"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -23,7 +23,7 @@ INDEXES = {
 
 
 class Migration(migrations.Migration):
-    dependencies = [("observability", "0014_memberships")]
+    dependencies = [("observability", "0017_memberships")]
 
     operations = [
         migrations.RunSQL(

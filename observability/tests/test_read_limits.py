@@ -123,7 +123,7 @@ def test_readyz_details_are_for_the_monitoring_path_only():
 
 
 def test_admin_logins_are_throttled_after_repeated_failures(settings, django_user_model):
-    settings.LOGIN_FAILURE_LIMIT = 3
+    settings.APM_LOGIN_MAX_FAILURES = 3
     django_user_model.objects.create_superuser("root", "root@example.com", "right-password")
     client = Client()
     form = {"username": "root", "password": "wrong", "next": "/admin/"}
