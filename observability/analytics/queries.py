@@ -69,14 +69,13 @@ class Kpi:
     latency_max: float | None = None
     sketch: np.ndarray | None = None
 
-    def as_dict(self, seconds: float) -> dict:
-        """The documented KPI shape, with rates over `seconds`."""
+    def as_dict(self, seconds: float, percentiles: list | None = None) -> dict:
+        """The documented KPI shape, with rates over `seconds` (and the p50, p95, p99
+        if as_dicts() computed them already)."""
         hits = self.hits
-        p50, p95, p99 = (
-            sketch.quantiles(self.sketch, QUANTILES, self.latency_min, self.latency_max)
-            if self.sketch is not None and hits
-            else (None, None, None)
-        )
+        if percentiles is None:
+            percentiles = _percentiles([self])[0]
+        p50, p95, p99 = percentiles
         return {
             "hits": hits,
             "errors": self.errors,
@@ -91,6 +90,25 @@ class Kpi:
                 "max": self.latency_max if hits else None,
             },
         }
+
+
+def as_dicts(kpis: list[Kpi], seconds: list[float]) -> list[dict]:
+    """Kpi.as_dict of many KPIs (a time series, a ranking), their percentiles read from
+    all their sketches at once."""
+    return [
+        kpi.as_dict(span, percentiles)
+        for kpi, span, percentiles in zip(kpis, seconds, _percentiles(kpis), strict=True)
+    ]
+
+
+def _percentiles(kpis: list[Kpi]) -> list[list[float | None]]:
+    """(p50, p95, p99) of each KPI; None without requests."""
+    measured = [n for n, kpi in enumerate(kpis) if kpi.sketch is not None and kpi.hits]
+    found = dict(zip(measured, sketch.quantiles_of_many(
+        [kpis[n].sketch for n in measured], QUANTILES,
+        [kpis[n].latency_min for n in measured], [kpis[n].latency_max for n in measured],
+    ) if measured else [], strict=True))  # fmt: skip
+    return [found.get(n, [None] * len(QUANTILES)) for n in range(len(kpis))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,9 +220,10 @@ class KpiQuery:
         rows = self._run(ENDPOINT_KEY, None)
         if by not in COUNT_RANKINGS:
             rows = [row for row in rows if row[1].hits >= min_hits]
+        kpis = as_dicts([kpi for _, kpi in rows], [self.window.seconds] * len(rows))
         ranked = [
-            {**dict(zip(ENDPOINT_KEY, key, strict=True)), **kpi.as_dict(self.window.seconds)}
-            for key, kpi in rows
+            {**dict(zip(ENDPOINT_KEY, key, strict=True)), **kpi}
+            for (key, _), kpi in zip(rows, kpis, strict=True)
         ]
         ranked.sort(key=lambda row: _rank_key(by, row))
         return ranked[:limit]
@@ -212,7 +231,8 @@ class KpiQuery:
     def services(self) -> list[dict]:
         """One row per service seen in the window, busiest first."""
         rows = sorted(self._run(("service",), None), key=lambda row: -row[1].hits)
-        return [{"service": key[0], **kpi.as_dict(self.window.seconds)} for key, kpi in rows]
+        kpis = as_dicts([kpi for _, kpi in rows], [self.window.seconds] * len(rows))
+        return [{"service": key[0], **kpi} for (key, _), kpi in zip(rows, kpis, strict=True)]
 
     # --- internals -------------------------------------------------------------------
 
@@ -232,10 +252,10 @@ class KpiQuery:
             bucket += step
 
     def _points(self, found: dict[datetime, Kpi], interval: str) -> list[dict]:
-        return [
-            {"bucket": bucket, **found.get(bucket, EMPTY).as_dict(seconds)}
-            for bucket, seconds in self._buckets(interval)
-        ]
+        buckets = list(self._buckets(interval))
+        kpis = as_dicts([found.get(bucket, EMPTY) for bucket, _ in buckets],
+                        [seconds for _, seconds in buckets])  # fmt: skip
+        return [{"bucket": bucket, **kpi} for (bucket, _), kpi in zip(buckets, kpis, strict=True)]
 
     def _run(
         self, group: tuple[str, ...], interval: str | None, sketch: bool = True

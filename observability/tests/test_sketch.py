@@ -99,6 +99,27 @@ def test_merging_sketches_is_adding_counts():
     assert merged == whole
 
 
+def test_many_sketches_at_once_read_as_each_alone():
+    """A time series reads all its points' quantiles in one call (quantiles_of_many)."""
+    rng = random.Random(5)
+    series = [[lognormal(rng, rng.uniform(5, 500), 0.8) for _ in range(rng.randint(0, 300))]
+              for _ in range(40)]  # fmt: skip
+    counts = [sketch_of(values) for values in series]
+    lows = [min(values, default=None) for values in series]
+    highs = [max(values, default=None) for values in series]
+    qs = (0.5, 0.95, 0.99)
+
+    together = sketch.quantiles_of_many(counts, qs, lows, highs)
+
+    for values, answer in zip(series, together, strict=True):
+        expected = [percentile_disc(values, q) for q in qs] if values else [None] * 3
+        if values:
+            assert all(abs(a - e) / e <= sketch.RELATIVE_ERROR + 1e-12
+                       for a, e in zip(answer, expected, strict=True))  # fmt: skip
+        else:
+            assert answer == expected
+
+
 def test_no_requests_no_quantiles():
     assert sketch.quantiles(np.zeros(sketch.BUCKETS), (0.5,), 0, 0) == [None]
 
