@@ -55,19 +55,22 @@ JOIN apm_embedding AS e ON e.doc_hash = d.doc_hash AND e.model = %(model)s AND e
 ORDER BY distance
 LIMIT %(candidates)s
 """
-# Then the latest requests reading as each nearest document (LATERAL, in the order of the
-# (doc_hash, project_id, time) index).
-REQUESTS_OF_NEAREST = """
-WITH nearest AS MATERIALIZED ({nearest})
-SELECT r.event_id, r.time, 1 - n.distance AS score
-FROM nearest AS n
+# The latest requests reading as each document `d` of a ranked set (LATERAL, in the order
+# of the (doc_hash, project_id, time) index).
+LATEST_REQUESTS_OF_D = """
 CROSS JOIN LATERAL (
     SELECT r.event_id, r.time FROM apm_request_document AS r
-    WHERE r.doc_hash = n.doc_hash AND r.project_id = %(project)s {filters}
+    WHERE r.doc_hash = d.doc_hash AND r.project_id = %(project)s {filters}
     ORDER BY r.time DESC
     LIMIT %(limit)s
-) AS r
-ORDER BY n.distance, r.time DESC
+) AS r"""
+# Then the latest requests of each nearest document.
+REQUESTS_OF_NEAREST = """
+WITH nearest AS MATERIALIZED ({nearest})
+SELECT r.event_id, r.time, 1 - d.distance AS score
+FROM nearest AS d"""
+REQUESTS_OF_NEAREST += LATEST_REQUESTS_OF_D + """
+ORDER BY d.distance, r.time DESC
 LIMIT %(limit)s
 """
 NEAREST = REQUESTS_OF_NEAREST.replace("{nearest}", NEAREST_BY_INDEX)
@@ -89,15 +92,10 @@ WITH matching AS MATERIALIZED (
     ORDER BY score DESC
     LIMIT %(candidates)s
 )
-SELECT r.event_id, r.time, b.score
-FROM best AS b
-CROSS JOIN LATERAL (
-    SELECT r.event_id, r.time FROM apm_request_document AS r
-    WHERE r.doc_hash = b.doc_hash AND r.project_id = %(project)s {filters}
-    ORDER BY r.time DESC
-    LIMIT %(limit)s
-) AS r
-ORDER BY b.score DESC, r.time DESC
+SELECT r.event_id, r.time, d.score
+FROM best AS d"""
+KEYWORD += LATEST_REQUESTS_OF_D + """
+ORDER BY d.score DESC, r.time DESC
 LIMIT %(limit)s
 """
 

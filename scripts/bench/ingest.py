@@ -21,7 +21,6 @@ import contextlib
 import multiprocessing
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,7 +40,7 @@ from apm_platform.processes import (
     manage,
     scratch_postgres,
 )
-from scripts.bench.report import REPORTS, write_report
+from scripts.bench.report import REPORTS, describe, write_report
 
 BATCH = 1000
 JSON = "application/json"
@@ -323,14 +322,6 @@ def compare_versions(scratch: Path, code_dir: Path, args) -> dict:
                        f"ab_ratio_{label}_per_s": round(this / other, 3)}  # fmt: skip
             print(f"A/B {label}: {this:.0f} vs {other:.0f} per s", file=sys.stderr)
     return result
-
-
-def describe(checkout: Path) -> str:
-    """The compared checkout's commit, for the report."""
-    return subprocess.run(  # noqa: S603 - git on the operator's own checkout
-        ["git", "-C", str(checkout), "describe", "--always", "--dirty"],  # noqa: S607
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
 
 
 def main() -> None:

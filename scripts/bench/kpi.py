@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ from apm_platform.processes import (
     manage,
     scratch_postgres,
 )
-from scripts.bench.report import REPORTS, write_report
+from scripts.bench.report import REPORTS, describe, write_report
 
 SERVICES, ENDPOINTS_PER_SERVICE, DAYS = 20, 10, 30
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -169,14 +168,6 @@ def same_data(url: str, code_dir: Path, data) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     return key
-
-
-def describe(checkout: Path) -> str:
-    """The compared checkout's commit, for the report."""
-    return subprocess.run(  # noqa: S603 - git on the operator's own checkout
-        ["git", "-C", str(checkout), "describe", "--always", "--dirty"],  # noqa: S607
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
 
 
 def percentile(values: list[float], q: float) -> float:
