@@ -12,7 +12,6 @@ browser downloads are not used).
 from __future__ import annotations
 
 import math
-import os
 import re
 import uuid
 from datetime import timedelta
@@ -33,10 +32,6 @@ from observability.tests.utils import make_key, make_project, make_request
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-# Playwright's synchronous API runs an event loop in this thread; Django refuses ORM
-# calls from a thread with a running loop unless told that this use is safe (it is: the
-# test code and Playwright never run at the same time).
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 # Debian's chromium package; GitHub's Ubuntu runners have Google Chrome instead (their
 # chromium is a snap).
@@ -47,6 +42,18 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 SCREENSHOTS = BASE_DIR / ".data" / "ui-screenshots"
 PASSWORD = "a long enough test password"
 ACCENT = (0x24, 0x59, 0xD6)  # app.css --accent, the p95 line
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _orm_beside_playwright():
+    """Playwright's synchronous API runs an event loop in this thread; Django refuses ORM
+    calls from a thread with a running loop unless told that this use is safe (it is: the
+    test code and Playwright never run at the same time). Only for this module: set at
+    import, the variable reached every later test's subprocesses (the deploy check
+    refuses it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
 
 
 @pytest.fixture(scope="module")
