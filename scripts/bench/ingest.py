@@ -377,6 +377,13 @@ def main() -> None:
             sampler.running = False
             server.stop()
 
+        # Before Django is set up here (for the ORM baseline): its logging configuration
+        # would log every request of the benchmark's own HTTP client.
+        compared = (
+            compare_versions(Path(scratch), args.compare_with.resolve(), args)
+            if args.compare_with
+            else {}
+        )
         baseline_events = make_events(200_000, datetime.now(UTC))
         copy_rate = copy_baseline(database.url(), baseline_events, connections=WORKERS)
         os.environ["DATABASE_URL"] = database.url()  # the ORM baseline's Django uses it
@@ -386,11 +393,6 @@ def main() -> None:
         django.setup()
         orm_rate = orm_baseline(make_events(50_000, datetime.now(UTC)))
         serializer_rate = serializer_baseline(make_events(20_000, datetime.now(UTC)))
-        compared = (
-            compare_versions(Path(scratch), args.compare_with.resolve(), args)
-            if args.compare_with
-            else {}
-        )
 
     events_per_s = events / elapsed
     result = {
