@@ -285,8 +285,9 @@ def error_grouping_cost(url: str, headers: dict, args) -> dict:
 
 def compare_versions(scratch: Path, code_dir: Path, args) -> dict:
     """REST and OTLP throughput of this code and of another checkout's, each on a new
-    database its own code migrated, streaming the same bodies in alternating rounds."""
-    rounds = 6
+    database its own code migrated, streaming the same bodies in alternating rounds (more,
+    shorter rounds cancel more of a noisy machine's bursts)."""
+    rounds = args.compare_rounds
     servers, headers = [], []
     with contextlib.ExitStack() as stack:
         for name, code in (("this", BASE_DIR), ("compared", code_dir)):
@@ -335,6 +336,7 @@ def main() -> None:
         "change): REST and OTLP throughput of both, in alternating rounds, and the ratios.",
     )  # fmt: skip
     parser.add_argument("--compare-seconds", type=float, default=30)
+    parser.add_argument("--compare-rounds", type=int, default=6)
     parser.add_argument("--client-threads", type=int, default=4)
     parser.add_argument("--output", default=str(REPORTS / "ingest.json"))
     args = parser.parse_args()
