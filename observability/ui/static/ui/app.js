@@ -82,6 +82,15 @@
         zoomable: false,
       };
     },
+    occurrences: function (c) {
+      return {
+        data: [c.x, c.count],
+        series: [{}, { label: "occurrences", stroke: "#c4321f", fill: "#c4321fcc", width: 0, points: { show: false },
+          paths: uPlot.paths.bars({ size: [0.9, 24], align: 1 }), value: function (u, v) { return fmtNum(v, 0); } }],
+        scales: { y: { range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } } },
+        axes: [{}, { values: function (u, vals) { return vals.map(fmtTick); } }],
+      };
+    },
     spark: function (c) {
       return {
         data: [c.x, c.rps], series: [{}, { stroke: ACCENT, fill: ACCENT + "22", width: 1, points: { show: false } }],
