@@ -12,8 +12,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    When,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -68,7 +80,21 @@ def with_window_count(groups: QuerySet[ErrorGroup], start=None, end=None) -> Que
     if end is not None:
         hours = hours.filter(bucket__lt=end)
     total = hours.values("group").annotate(total=Sum("count")).values("total")
-    return groups.annotate(window_count=Coalesce(Subquery(total), 0))
+    # A group seen only within the window, and since hourly retention last deleted hours,
+    # has every occurrence in the window and in its hours: its count is their sum (the
+    # counts and the hours are added in one transaction). Most groups of a long range
+    # are such; the hours are summed for the others only (CASE evaluates its subquery
+    # only when reached).
+    kept_since = timezone.now() - timedelta(days=settings.APM_HOURLY_RETENTION_DAYS, hours=-1)
+    inside = Q(first_seen__gte=max(start, kept_since) if start else kept_since)
+    if end is not None:
+        inside &= Q(last_seen__lt=end)
+    window_count = Case(
+        When(inside, then=F("count")),
+        default=Coalesce(Subquery(total), 0),
+        output_field=BigIntegerField(),
+    )
+    return groups.annotate(window_count=window_count)
 
 
 def ordered(groups: QuerySet[ErrorGroup], ordering: str) -> QuerySet[ErrorGroup]:
