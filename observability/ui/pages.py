@@ -42,6 +42,13 @@ class Page:
     def projects(self):
         return Project.objects.visible_to(self.request.user).only("slug", "name")
 
+    def services(self) -> list[str]:
+        return list(
+            DimensionValue.objects.filter(project=self.project, dimension=Dimension.SERVICE)
+            .order_by("value")
+            .values_list("value", flat=True)
+        )
+
     def environments(self) -> list[str]:
         return list(
             DimensionValue.objects.filter(project=self.project, dimension=Dimension.ENVIRONMENT)
