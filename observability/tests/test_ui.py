@@ -367,3 +367,14 @@ def test_a_group_timeline_longer_than_the_apis_is_a_400(ingest, project):
     )
     assert response.status_code == 400
     assert "<code>from</code>" in response.content.decode()
+
+
+@pytest.mark.parametrize("path, tab", [
+    ("", "Overview"), ("service/?service=checkout", "Overview"), ("requests/", "Requests"),
+    ("errors/", "Errors"), ("search/", "Search"), ("settings/", "Settings"),
+])  # fmt: skip
+def test_the_nav_marks_the_current_pages_tab(project, path, tab):
+    client = signed_in(member(project, Role.ADMIN))
+    page = client.get(f"/p/{project.slug}/{path}").content.decode()
+    current = re.findall(r'<a href="[^"]*" aria-current="page">([^<]+)</a>', page)
+    assert current == [tab]

@@ -69,7 +69,6 @@ def _groups(page: Page, request) -> dict:
         "form": form,
         "filters": filters,
         "sort": sort,
-        "nav": "errors",
     }
 
 
@@ -108,7 +107,6 @@ def error_group(request, page: Page, group_id: int):
         latest_message=samples[0].error_message if samples else None,
         actions=ACTIONS[group.status] if page.is_admin else [],
         charts={"timeline": charts.hourly_counts(hours, queries.hour_of(window.start), window.end)},
-        nav="errors",
     )
     return render(request, "ui/error_group.html", context)
 
