@@ -44,6 +44,8 @@ PASSWORDS = {
     "db_replication_password": "replication-pw",
     "db_monitor_password": "monitor-pw",
 }
+# The image's entrypoint gives the superuser a password (POSTGRES_PASSWORD_FILE).
+SUPERUSER_PASSWORD = "superuser-pw"
 
 
 def script_env(**extra: str) -> dict:
@@ -100,6 +102,9 @@ def primary(workdir):
             )
             conn.execute(statement)
         conn.execute("SELECT pg_reload_conf()")
+        conn.execute(
+            sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(SUPERUSER_PASSWORD))
+        )
     env = {
         "POSTGRES_USER": "postgres",
         "POSTGRES_DB": "apm",
@@ -117,12 +122,13 @@ def primary(workdir):
 
 
 def connect(port: int, user: str, workdir: Path, sslmode: str = "verify-ca") -> psycopg.Connection:
+    password = PASSWORDS.get(f"db_{user.removeprefix('apm_')}_password", "")
     return psycopg.connect(
         host="127.0.0.1",
         port=port,
         dbname="apm",
         user=user,
-        password=PASSWORDS.get(f"db_{user.removeprefix('apm_')}_password", ""),
+        password=SUPERUSER_PASSWORD if user == "postgres" else password,
         sslmode=sslmode,
         sslrootcert=str(workdir / "tls" / "public.crt"),
         autocommit=True,
@@ -189,6 +195,14 @@ def test_the_primary_only_accepts_tls_with_passwords_from_the_network(primary, w
         ).fetchone() == (True,)
     with connect(primary.port, "apm_monitor", workdir) as conn:
         assert conn.execute("SELECT pg_has_role('pg_monitor', 'member')").fetchone() == (True,)
+
+
+def test_the_superuser_cannot_log_in_from_the_network_even_with_tls_and_its_password(
+    primary, workdir
+):
+    rejected = r'pg_hba\.conf rejects connection .*user "postgres"'
+    with pytest.raises(psycopg.OperationalError, match=rejected):
+        connect(primary.port, "postgres", workdir).close()
 
 
 def test_the_primary_has_a_slot_per_replica(primary, workdir):
