@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 from psycopg import sql
 
 from apm_platform.embedded_db import EmbeddedPostgres
@@ -56,13 +57,13 @@ def script_env(**extra: str) -> dict:
     }
 
 
-def run_script(script: Path, **env: str) -> str:
+def run_script(script: Path, timeout: float = 60, **env: str) -> str:
     result = subprocess.run(
         ["bash", str(script)],
         env=script_env(**env),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
         **server_user_identity(),
     )
@@ -105,7 +106,17 @@ def primary(workdir):
         conn.execute(
             sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(SUPERUSER_PASSWORD))
         )
-    env = {
+    env = primary_env(server, workdir)
+    run_script(ROLES_SCRIPT, **env)
+    run_script(PRIMARY_SETUP, **env)
+    server._run("pg_ctl", "reload", "-D", str(server.data_dir))
+    yield server
+    server.stop()
+
+
+def primary_env(server: EmbeddedPostgres, workdir: Path) -> dict:
+    """What the image's entrypoint gives the initdb.d scripts (docker-compose.data.yml)."""
+    return {
         "POSTGRES_USER": "postgres",
         "POSTGRES_DB": "apm",
         "PGHOST": server.host,
@@ -114,11 +125,6 @@ def primary(workdir):
         "SECRETS_DIR": str(workdir / "secrets"),
         "REPLICA_SLOTS": "replica1,replica2",
     }
-    run_script(ROLES_SCRIPT, **env)
-    run_script(PRIMARY_SETUP, **env)
-    server._run("pg_ctl", "reload", "-D", str(server.data_dir))
-    yield server
-    server.stop()
 
 
 def connect(port: int, user: str, workdir: Path, sslmode: str = "verify-ca") -> psycopg.Connection:
@@ -251,3 +257,32 @@ def test_a_replica_clones_the_primary_streams_and_resumes_after_a_restart(primar
             wait_for(lambda: replica.execute("SELECT count(*) FROM replicated").fetchone() == (3,),
                      what="the row written while the replica was down")  # fmt: skip
     assert log.read_text().count("cloning") == 1, "a restart must not clone again"
+
+
+def test_a_primary_in_synchronous_mode_initialises_without_its_replicas(workdir):
+    """The image's temporary server at initialisation gets the stack's options, so with
+    synchronous replication on it would wait for replicas that can only clone it once it
+    is done; the stack's PGOPTIONS lets the initdb.d scripts commit locally."""
+    stack = yaml.safe_load((ROOT / "docker/cluster/docker-compose.data.yml").read_text())
+    pgoptions = stack["services"]["db-primary"]["environment"]["PGOPTIONS"]
+    server = EmbeddedPostgres(
+        data_dir=workdir / "sync-primary" / "data", port=free_port(), bin_dir=PG_BIN
+    )
+    server.start()  # creates the database apm, before any commit waits
+    try:
+        env = primary_env(server, workdir)
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            conn.execute(
+                "ALTER SYSTEM SET synchronous_standby_names = 'FIRST 1 (replica1, replica2)'"
+            )
+            conn.execute("SELECT pg_reload_conf()")
+        run_script(ROLES_SCRIPT, timeout=20, PGOPTIONS=pgoptions, **env)
+        run_script(PRIMARY_SETUP, timeout=20, PGOPTIONS=pgoptions, **env)
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            assert conn.execute("SHOW synchronous_standby_names").fetchone() == (
+                "FIRST 1 (replica1, replica2)",
+            )
+            roles = conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = 'replicator'")
+            assert roles.fetchone() == (1,)
+    finally:
+        server.stop()

@@ -243,6 +243,7 @@ postgres_options() {
         "archive_command=pgbackrest-secrets --stanza=apm archive-push %p" \
         "max_slot_wal_keep_size=${DB_MAX_SLOT_WAL_KEEP_SIZE:-10GB}" \
         hot_standby_feedback=on \
+        "synchronous_standby_names=${DB_SYNCHRONOUS_STANDBY_NAMES:-}" \
         listen_addresses=127.0.0.1 \
         "port=$(db_port "${node}")" \
         "unix_socket_directories=$(db_socket_dir "${node}")"

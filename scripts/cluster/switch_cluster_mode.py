@@ -129,6 +129,12 @@ def validate(config: dict, mode: str) -> list[str]:
     check(
         "database.max_slot_wal_keep_size", matching(r"\d+(kB|MB|GB|TB)"), "is not a size like 10GB"
     )
+    check(
+        "database.synchronous_standby_names",
+        is_standby_names,
+        f"is not empty (asynchronous) or like 'FIRST 1 ({', '.join(REPLICAS)})' "
+        f"(FIRST or ANY, a count, names among {', '.join(REPLICAS)})",
+    )
     check("backup.time", matching(r"([01]\d|2[0-3]):[0-5]\d"), "is not a time HH:MM (UTC)")
     check(
         "backup.full_weekday",
@@ -146,6 +152,27 @@ def validate(config: dict, mode: str) -> list[str]:
         "is not a worker count (1-64)",
     )
     return problems
+
+
+# PostgreSQL's synchronous_standby_names: [FIRST|ANY n] (names) or a bare list of names.
+STANDBY_NAMES = re.compile(
+    r"(?:(?P<method>FIRST|ANY) (?P<count>\d+) \((?P<listed>[^()]*)\))|(?P<bare>[^()]*)"
+)
+
+
+def is_standby_names(value) -> bool:
+    """Empty, or a synchronous_standby_names naming the replicas (their application_name)
+    with a count they can meet."""
+    if value == "":
+        return True
+    match = STANDBY_NAMES.fullmatch(str(value))
+    if not match:
+        return False
+    names = [name.strip() for name in (match["listed"] or match["bare"]).split(",")]
+    count = int(match["count"] or 1)
+    return (
+        set(names) <= set(REPLICAS) and len(set(names)) == len(names) and 1 <= count <= len(names)
+    )
 
 
 def matching(pattern: str):
