@@ -15,6 +15,7 @@ import contextlib
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -286,3 +287,90 @@ def test_a_primary_in_synchronous_mode_initialises_without_its_replicas(workdir)
             assert roles.fetchone() == (1,)
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def server_settings(server: EmbeddedPostgres, **settings: str):
+    """Settings in the test server's postgresql.conf (its superuser cannot log in over
+    TCP any more, and it has no socket), applied by a reload, removed afterwards."""
+    conf = server.data_dir / "postgresql.conf"
+    original = conf.read_text()
+    lines = "".join(f"{name} = '{value}'\n" for name, value in settings.items())
+    conf.write_text(original + lines)
+    server._run("pg_ctl", "reload", "-D", str(server.data_dir))
+    try:
+        yield
+    finally:
+        conf.write_text(original)
+        server._run("pg_ctl", "reload", "-D", str(server.data_dir))
+
+
+def sync_state(primary: EmbeddedPostgres, workdir: Path) -> list[tuple]:
+    with connect(primary.port, "apm_monitor", workdir) as monitor:
+        return monitor.execute(
+            "SELECT application_name, sync_state FROM pg_stat_replication"
+        ).fetchall()
+
+
+def test_synchronous_mode_acknowledges_after_the_standby_and_waits_without_one(primary, workdir):
+    """The shipped synchronous mode (DB_SYNCHRONOUS_STANDBY_NAMES): a commit returns once
+    replica1 has it; with no standby connected a commit waits (writes stop) until one is
+    back or it is cancelled, and then it is committed on the primary only."""
+    port = free_port()
+    with connect(primary.port, "apm_writer", workdir) as writer:
+        writer.execute("CREATE TABLE IF NOT EXISTS sync_writes (id int)")
+    with server_settings(primary, synchronous_standby_names="FIRST 1 (replica1, replica2)"):
+        with replica_process(workdir, primary, port):
+            wait_for(lambda: sync_state(primary, workdir) == [("replica1", "sync")],
+                     what="replica1 as the synchronous standby")  # fmt: skip
+            with connect(primary.port, "apm_writer", workdir) as writer:
+                writer.execute("INSERT INTO sync_writes VALUES (1)")
+        assert sync_state(primary, workdir) == []
+
+        with connect(primary.port, "apm_writer", workdir) as writer:
+            pid = writer.info.backend_pid
+            waiting = threading.Thread(
+                target=writer.execute, args=("INSERT INTO sync_writes VALUES (2)",)
+            )
+            waiting.start()
+            waiting.join(3)
+            assert waiting.is_alive(), "a commit without a synchronous standby must wait"
+            with connect(primary.port, "apm_writer", workdir) as other:
+                event = other.execute(
+                    "SELECT wait_event FROM pg_stat_activity WHERE pid = %s", [pid]
+                ).fetchone()
+                assert event == ("SyncRep",)
+                other.execute("SELECT pg_cancel_backend(%s)", [pid])
+            waiting.join(10)
+            assert not waiting.is_alive()
+            # Cancelled, the wait ends, but the transaction had committed on the primary.
+            assert writer.execute("SELECT count(*) FROM sync_writes WHERE id = 2").fetchone() == (
+                1,
+            )
+
+        # The API's statement timeout (APM_API_STATEMENT_TIMEOUT_MS) does not end the
+        # wait (PostgreSQL disarms it before the commit), so it never turns a commit that
+        # no standby has into an acknowledgement; only a cancel does, as above.
+        with connect(primary.port, "apm_writer", workdir) as writer:
+            pid = writer.info.backend_pid
+            writer.execute("SET statement_timeout = '1s'")
+            bounded = threading.Thread(
+                target=writer.execute, args=("INSERT INTO sync_writes VALUES (4)",)
+            )
+            bounded.start()
+            bounded.join(4)
+            still_waiting = bounded.is_alive()
+            with connect(primary.port, "apm_writer", workdir) as other:
+                other.execute("SELECT pg_cancel_backend(%s)", [pid])
+            bounded.join(10)
+            assert still_waiting, "the statement timeout must not end a synchronous commit"
+
+        # The way out without a restart: synchronous_commit = local (a reload).
+        with server_settings(primary, synchronous_commit="local"):
+            with connect(primary.port, "apm_writer", workdir) as writer:
+                local = threading.Thread(
+                    target=writer.execute, args=("INSERT INTO sync_writes VALUES (3)",)
+                )
+                local.start()
+                local.join(20)  # a bound on "does not wait for a standby", not a timing
+                assert not local.is_alive(), "synchronous_commit = local must not wait"

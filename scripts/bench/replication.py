@@ -2,19 +2,22 @@
 request, on the local cluster (`make cluster-local`: a PostgreSQL 15 primary and two
 streaming standbys as real processes on this machine, over TLS, and the APP node).
 
-1. The primary runs in the shipped synchronous mode, DB_SYNCHRONOUS_STANDBY_NAMES =
-   'FIRST 1 (replica1, replica2)' (restarted with it when it runs without, and restarted
-   as it was at the end), until replica1 is its synchronous standby.
-2. Before each block, synchronous_commit is switched for every session (ALTER SYSTEM and
-   a reload): `on`, a commit waits until replica1 has flushed it (synchronous), or
-   `local`, it waits for the primary's own flush only, which is exactly the commit path
-   of asynchronous replication (PostgreSQL returns before its standby wait either way).
-   So both modes run on the same processes, connections and machine, in alternating
-   rounds (sync then async, then async then sync, ...), and are compared as ratios.
-3. Each block measures, one at a time: `commit`, a one-row INSERT committed by apm_writer
-   over TLS on the primary; `ingest`, POST /api/v1/ingest/ of one event through Nginx TLS
-   with the drills' key (the app answers after its commit).
-Writes reports/bench/replication.json and prints it as the last line.
+The primary runs in the shipped synchronous mode, DB_SYNCHRONOUS_STANDBY_NAMES =
+'FIRST 1 (replica1, replica2)' (restarted with it when it runs without, and restarted as
+it was at the end), with replica1 as its synchronous standby. Each mode is a value of
+synchronous_commit: `on`, a commit waits until replica1 has flushed it (synchronous), or
+`local`, it waits for the primary's own flush only, which is exactly the commit path of
+asynchronous replication (PostgreSQL returns before its standby wait either way). Both
+modes thus run on the same processes and connections, finely interleaved so that the
+machine's other load (2 cores shared with other work) falls on both alike:
+  - commit: one-row INSERTs committed by apm_writer over TLS on the primary, one session,
+    the mode switched by SET before every commit (sync, async, async, sync, ...);
+  - ingest: POST /api/v1/ingest/ of one event through Nginx TLS with the drills' key (the
+    app answers after its commit), in blocks of --block requests, the mode switched for
+    every session (ALTER SYSTEM and a reload) between blocks, in the same ABBA order.
+Reported: median, p95 and mean per mode, the sync/async ratio of the medians, overall
+and for each sixth of the run (its spread). Writes reports/bench/replication.json and
+prints it as the last line.
 """
 
 from __future__ import annotations
@@ -128,23 +131,38 @@ def wait_for(predicate, what: str, timeout: float = 60) -> None:
         time.sleep(0.5)
 
 
-def time_commits(conn: psycopg.Connection, count: int) -> list[float]:
-    durations = []
-    for _ in range(count):
+def abba(count: int) -> list[str]:
+    """sync, async, async, sync, ...: neither mode always goes first."""
+    pattern = ("sync", "async", "async", "sync")
+    return [pattern[i % 4] for i in range(count)]
+
+
+def time_commits(conn: psycopg.Connection, count: int) -> dict[str, list[float]]:
+    durations = {mode: [] for mode in MODES}
+    for mode in abba(count):
+        conn.execute(f"SET synchronous_commit = {MODES[mode]}")  # one of MODES
         started = time.perf_counter()
         conn.execute(f"INSERT INTO {BENCH_TABLE} (at) VALUES (clock_timestamp())")  # noqa: S608
-        durations.append(time.perf_counter() - started)
+        durations[mode].append(time.perf_counter() - started)
     return durations
 
 
-def time_ingest(client: httpx.Client, count: int) -> list[float]:
-    durations = []
-    for _ in range(count):
-        event = marker_event(uuid.uuid4(), "bench-replication")
-        started = time.perf_counter()
-        response = client.post("/api/v1/ingest/", json=[event])
-        durations.append(time.perf_counter() - started)
-        response.raise_for_status()
+def post_event(client: httpx.Client) -> float:
+    event = marker_event(uuid.uuid4(), "bench-replication")
+    started = time.perf_counter()
+    response = client.post("/api/v1/ingest/", json=[event])
+    elapsed = time.perf_counter() - started
+    response.raise_for_status()
+    return elapsed
+
+
+def time_ingest(cluster: Cluster, client: httpx.Client, blocks: int, size: int):
+    durations = {mode: [] for mode in MODES}
+    for mode in abba(blocks):
+        cluster.set_synchronous_commit(MODES[mode])
+        # A backend takes the reload before its next statement; the app's sessions are idle.
+        time.sleep(0.2)
+        durations[mode].append([post_event(client) for _ in range(size)])
     return durations
 
 
@@ -162,70 +180,53 @@ def ratio(sync: list[float], asynchronous: list[float]) -> float:
     return round(statistics.median(sync) / statistics.median(asynchronous), 2)
 
 
-def run(cluster: Cluster, rounds: int, commits: int, requests: int) -> dict:
-    samples = {kind: {mode: [] for mode in MODES} for kind in ("commit", "ingest")}
-    per_round = []
+def by_sixths(samples: dict[str, list]) -> list[float]:
+    """The sync/async ratio of the medians in each sixth of the run."""
+    count = min(len(samples["sync"]), len(samples["async"]))
+    step = max(count // 6, 1)
+    return [
+        ratio(flatten(samples["sync"][i : i + step]), flatten(samples["async"][i : i + step]))
+        for i in range(0, count - step + 1, step)
+    ]
+
+
+def flatten(values: list) -> list[float]:
+    return [v for value in values for v in (value if isinstance(value, list) else [value])]
+
+
+def compare(samples: dict[str, list]) -> dict:
+    sync, asynchronous = flatten(samples["sync"]), flatten(samples["async"])
+    return {
+        "sync": summary(sync),
+        "async": summary(asynchronous),
+        "sync_over_async_median": ratio(sync, asynchronous),
+        "added_ms_median": round(
+            (statistics.median(sync) - statistics.median(asynchronous)) * 1000, 3
+        ),
+        "sync_over_async_by_sixth": by_sixths(samples),
+    }
+
+
+def run(cluster: Cluster, commits: int, blocks: int, block: int) -> dict:
     with cluster.writer() as conn, cluster.api() as client:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {BENCH_TABLE} (at timestamptz)")
         # Warm-up: connections, the app's caches, after the primary's restart.
         wait_for(lambda: client.get("/readyz").status_code == 200, "the app's /readyz")
-        time_commits(conn, 50)
-        wait_for(lambda: time_ingest(client, 1), "an ingest request to succeed")
-        time_ingest(client, 30)
-        for number in range(rounds):
-            order = ("sync", "async") if number % 2 == 0 else ("async", "sync")
-            this_round = {}
-            for mode in order:
-                cluster.set_synchronous_commit(MODES[mode])
-                wait_for(
-                    lambda m=mode: (
-                        conn.execute("SHOW synchronous_commit").fetchone()[0] == MODES[m]
-                    ),
-                    f"synchronous_commit {MODES[mode]}",
-                )
-                time.sleep(1)  # the app's idle connections take the reload too
-                this_round[mode] = {
-                    "commit": time_commits(conn, commits),
-                    "ingest": time_ingest(client, requests),
-                }
-                for kind in samples:
-                    samples[kind][mode] += this_round[mode][kind]
-            per_round.append(
-                {
-                    "order": list(order),
-                    **{
-                        f"{kind}_sync_over_async": ratio(
-                            this_round["sync"][kind], this_round["async"][kind]
-                        )
-                        for kind in samples
-                    },
-                }
-            )
-            print(f"round {number + 1}/{rounds}: {per_round[-1]}", file=sys.stderr)
+        wait_for(lambda: post_event(client), "an ingest request to succeed")
+        time_commits(conn, 100)
+        for _ in range(30):
+            post_event(client)
+        commit_samples = time_commits(conn, commits)
+        ingest_samples = time_ingest(cluster, client, blocks, block)
         conn.execute(f"DROP TABLE {BENCH_TABLE}")
-    return {
-        kind: {
-            **{mode: summary(samples[kind][mode]) for mode in MODES},
-            "sync_over_async_median": ratio(samples[kind]["sync"], samples[kind]["async"]),
-            "added_ms_median": round(
-                (
-                    statistics.median(samples[kind]["sync"])
-                    - statistics.median(samples[kind]["async"])
-                )
-                * 1000,
-                3,
-            ),
-            "rounds_sync_over_async": [r[f"{kind}_sync_over_async"] for r in per_round],
-        }
-        for kind in samples
-    } | {"rounds": per_round}
+    return {"commit": compare(commit_samples), "ingest": compare(ingest_samples)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--commits", type=int, default=300, help="commits per block")
-    parser.add_argument("--requests", type=int, default=150, help="ingest requests per block")
+    parser.add_argument("--commits", type=int, default=4000, help="commits, both modes")
+    parser.add_argument("--blocks", type=int, default=120, help="ingest blocks, both modes")
+    parser.add_argument("--block", type=int, default=10, help="ingest requests per block")
     parser.add_argument("--output", type=Path, default=REPORTS / "replication.json")
     args = parser.parse_args(argv)
 
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster.restart_primary(SYNC_NAMES)
     try:
         wait_for(lambda: cluster.sync_standby() != "", "a synchronous standby")
-        results = run(cluster, args.rounds, args.commits, args.requests)
+        results = run(cluster, args.commits, args.blocks, args.block)
         standby = cluster.sync_standby()
     finally:
         cluster.sql("ALTER SYSTEM RESET synchronous_commit")
@@ -253,12 +254,13 @@ def main(argv: list[str] | None = None) -> int:
         "synchronous_standby_names": SYNC_NAMES,
         "synchronous_standby": standby,
         "how": "synchronous_commit on (sync: waits for the standby's flush) vs local (the "
-        "commit path of asynchronous replication), switched by ALTER SYSTEM + reload "
-        "between blocks, alternating rounds on the same processes; one request at a time",
+        "commit path of asynchronous replication) on the same processes, interleaved ABBA: "
+        "per commit (SET) for `commit`, per block of ingest requests (ALTER SYSTEM + reload) "
+        "for `ingest`; one request at a time",
         "parameters": {
-            "rounds": args.rounds,
-            "commits_per_block": args.commits,
-            "ingest_requests_per_block": args.requests,
+            "commits": args.commits,
+            "ingest_blocks": args.blocks,
+            "ingest_requests_per_block": args.block,
         },
         **results,
     }
