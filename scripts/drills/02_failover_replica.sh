@@ -98,6 +98,7 @@ to_json_list() {
 lost="$(json_field "${verify}" lost_before_incident)"
 writable="$(elapsed "${killed_at}" "${first_ack}")"
 results=(writer="$(json_field "$(ingest_summary)" writer)" synchronous="$([[ -n "${DRILL_SYNC:-}" ]] && echo true || echo false)"
+    synchronous_standby_names="${DB_SYNCHRONOUS_STANDBY_NAMES:-}"
     old_primary="${old_primary}" new_primary="${new_primary}"
     seconds_to_writable="${writable}" seconds_to_promoted="$(elapsed "${killed_at}" "${promoted_at}")"
     writable_target_seconds="${target_seconds}" acked_events_lost="${lost}"
