@@ -124,18 +124,26 @@ class MetricsUpstream(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def ports_free(base: int, offsets) -> bool:
-    for offset in offsets:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", base + offset)) == 0:
-                return False
-    return True
+def can_bind(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def free_base_port() -> int:
     # local-env.sh's layout: web at +30, Nginx at +31 (HTTP), +32 (HTTPS), +33 (metrics).
-    for base in range(34000, 60000, 50):
-        if ports_free(base, range(30, 34)):
+    # Below the local clusters' bases (20000+) and Linux' ephemeral ports (32768+).
+    for base in range(10000, 19950, 50):
+        if all(can_bind(base + offset) for offset in range(30, 34)):
             return base
     raise AssertionError("no free block of ports")
 
@@ -171,7 +179,7 @@ def nginx(tmp_path):
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 20
-        while ports_free(base, [33]):
+        while not listening(base + 33):
             assert process.poll() is None, process.stderr.read().decode()
             assert time.monotonic() < deadline, "nginx did not listen"
             time.sleep(0.1)
