@@ -1,0 +1,155 @@
+"""Anomalies (observability/anomalies/, /api/v1/anomalies/): synthetic traffic of a known
+shape, four weeks of seasonal history written with the project's COPY writer and rolled
+up by jobs.refresh, the current traffic sent through the real ingest API, and a clock
+the tests set (`at`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from django.db import connection
+
+from observability import jobs
+from observability.analytics import refresh
+from observability.analytics.rollups import HOUR, hour_floor
+from observability.anomalies import detector, evaluate
+from observability.anomalies.baseline import ERROR_RATE, LATENCY, TRAFFIC, WEEK, WEEKS
+from observability.ingest.writer import copy_rows, jsonb_value
+from observability.tests.utils import client_with, make_key, make_project
+
+pytestmark = pytest.mark.django_db(transaction=True)
+URL = "/api/v1/anomalies/"
+MINUTE = timedelta(minutes=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """An endpoint's traffic: requests per minute on a day/night and weekday/weekend
+    cycle, log-normal latencies, a share of 5xx answers."""
+
+    service: str
+    endpoint: str
+    peak_per_minute: float
+    median_ms: float
+    sigma: float = 0.5
+    error_rate: float = 0.01
+
+    def rate(self, minute: datetime) -> float:
+        hour = minute.hour + minute.minute / 60
+        daily = 0.3 + 0.7 * math.sin(math.pi * ((hour - 3) % 24) / 24) ** 2
+        weekly = 0.6 if minute.weekday() >= 5 else 1.0
+        return self.peak_per_minute * daily * weekly
+
+
+CART = Shape("checkout", "/cart", 60, 50)
+PAY = Shape("checkout", "/pay", 40, 200, sigma=0.9, error_rate=0.03)
+HEALTH = Shape("ops", "/health", 2, 3)
+
+
+def traffic(shape: Shape, start: datetime, end: datetime, seed: int, *, slowdown: float = 1.0,
+            error_rate: float | None = None, rate_factor: float = 1.0):  # fmt: skip
+    """(time, status, latency_ms) of each request of [start, end), minute by minute."""
+    rng = np.random.default_rng(seed)
+    rate = error_rate if error_rate is not None else shape.error_rate
+    minute = start
+    while minute < end:
+        count = rng.poisson(shape.rate(minute) * rate_factor)
+        seconds = np.sort(rng.uniform(0, 60, count))
+        latency = rng.lognormal(math.log(shape.median_ms), shape.sigma, count) * slowdown
+        failed = rng.random(count) < rate
+        for second, ms, bad in zip(seconds.tolist(), latency.tolist(), failed.tolist(), strict=True):
+            yield minute + timedelta(seconds=second), 503 if bad else 200, round(ms, 3)
+        minute += MINUTE
+
+
+def write(project, shape: Shape, start: datetime, end: datetime, seed: int, **changes) -> int:
+    """Store the traffic with the project's COPY writer (for history: ingest accepts
+    nothing older than raw retention, and four weeks through HTTP would be slow)."""
+    rows = [
+        (time, project.pk, shape.service, shape.endpoint, "GET", status, latency, uuid.uuid4(),
+         "", "", "production", "", "", None, None, jsonb_value(b"{}"), 300.0, None)
+        for time, status, latency in traffic(shape, start, end, seed, **changes)
+    ]  # fmt: skip
+    return copy_rows(connection, rows)
+
+
+def history(project, shapes, hours: list[datetime], seed: int = 1) -> None:
+    """The same hours of the week in the WEEKS weeks before, rolled up as run_jobs does."""
+    for n, shape in enumerate(shapes):
+        for week in range(1, WEEKS + 1):
+            for hour in hours:
+                start = hour - week * WEEK
+                write(project, shape, start, start + timedelta(hours=1), seed + 100 * n + week)
+    jobs.refresh(HOUR)
+    assert refresh.watermarks(connection)[HOUR] > max(hours) - WEEK  # rollups, not raw
+
+
+def send(ingest, shape: Shape, start: datetime, end: datetime, seed: int, **changes) -> int:
+    """The current traffic, through POST /api/v1/ingest/."""
+    events = [
+        {"time": time.isoformat(), "service": shape.service, "endpoint": shape.endpoint,
+         "method": "GET", "status_code": status, "latency_ms": latency}
+        for time, status, latency in traffic(shape, start, end, seed, **changes)
+    ]  # fmt: skip
+    for first in range(0, len(events), 10_000):
+        response = ingest(events[first : first + 10_000])
+        assert response.status_code in (200, 202), response.json()
+    return len(events)
+
+
+@pytest.fixture
+def project(isolated_project):
+    return isolated_project
+
+
+@pytest.fixture
+def api(isolated_api):
+    return isolated_api
+
+
+@pytest.fixture
+def clock():
+    """The tests' "now": a weekday afternoon minute a day ago (within raw retention, so
+    ingest accepts it, and four weeks of history still within the first refresh)."""
+    today = datetime.now(UTC).replace(hour=15, minute=30, second=0, microsecond=0)
+    moment = today - timedelta(days=1)
+    while moment.weekday() >= 5:
+        moment -= timedelta(days=1)
+    return moment
+
+
+def by_key(findings):
+    return {(f.service, f.endpoint, f.signal): f for f in findings}
+
+
+def test_a_3x_p95_spike_fires_within_two_evaluation_minutes(project, ingest, clock):
+    spike = clock
+    history(project, [CART], [hour_floor(spike) - timedelta(hours=1), hour_floor(spike)])
+    send(ingest, CART, spike - timedelta(minutes=30), spike, seed=7)
+    send(ingest, CART, spike, spike + timedelta(minutes=10), seed=8, slowdown=3.0)
+    send(ingest, CART, spike + timedelta(minutes=10), spike + timedelta(minutes=20), seed=9)
+
+    firing = {}
+    for minute in range(-20, 20):
+        at = spike + minute * MINUTE
+        findings = by_key(evaluate(project, at))
+        assert set(findings) == {("checkout", "/cart", s) for s in (LATENCY, ERROR_RATE, TRAFFIC)}
+        firing[minute] = {key[2] for key, finding in findings.items() if finding.firing}
+
+    # Evaluated at spike + 2 min, the two closed minutes are both spiked: firing.
+    assert firing[2] == {LATENCY}
+    assert all(firing[m] == set() for m in range(-20, 2))
+    assert all(firing[m] == {LATENCY} for m in range(2, 11))
+    assert all(firing[m] == set() for m in range(13, 20))
+    latency = by_key(evaluate(project, spike + 5 * MINUTE))["checkout", "/cart", LATENCY]
+    assert latency.observed > 2.5 * latency.baseline.median
+    assert latency.threshold == pytest.approx(detector.LATENCY_RATIO * latency.baseline.median)
+    assert len(latency.baseline.weeks) == WEEKS
+    assert [m.start for m in latency.minutes] == [spike + 3 * MINUTE, spike + 4 * MINUTE]
+    assert latency.requests >= detector.MIN_REQUESTS
+    assert latency.key == "latency_p95:checkout:/cart"
