@@ -62,8 +62,8 @@ def traffic(shape: Shape, start: datetime, end: datetime, seed: int, *, slowdown
         seconds = np.sort(rng.uniform(0, 60, count))
         latency = rng.lognormal(math.log(shape.median_ms), shape.sigma, count) * slowdown
         failed = rng.random(count) < rate
-        for second, ms, bad in zip(seconds.tolist(), latency.tolist(), failed.tolist(), strict=True):
-            yield minute + timedelta(seconds=second), 503 if bad else 200, round(ms, 3)
+        for second, ms, bad in zip(seconds, latency.tolist(), failed.tolist(), strict=True):
+            yield minute + timedelta(seconds=float(second)), 503 if bad else 200, round(ms, 3)
         minute += MINUTE
 
 
@@ -153,3 +153,123 @@ def test_a_3x_p95_spike_fires_within_two_evaluation_minutes(project, ingest, clo
     assert [m.start for m in latency.minutes] == [spike + 3 * MINUTE, spike + 4 * MINUTE]
     assert latency.requests >= detector.MIN_REQUESTS
     assert latency.key == "latency_p95:checkout:/cart"
+
+
+def test_an_error_burst_and_an_outage_fire_their_signals(project, ingest, clock):
+    start = clock
+    history(project, [CART, PAY], [hour_floor(start)])
+    send(ingest, CART, start - timedelta(minutes=10), start, seed=11)
+    send(ingest, CART, start, start + timedelta(minutes=5), seed=12, error_rate=0.3)
+    send(ingest, PAY, start - timedelta(minutes=10), start, seed=13)  # then nothing
+
+    before = by_key(evaluate(project, start))
+    soon = by_key(evaluate(project, start + 2 * MINUTE))
+    later = by_key(evaluate(project, start + 4 * MINUTE))
+
+    assert not any(finding.firing for finding in before.values())
+    # The error burst: within 2 minutes. The outage: once the two evaluated minutes'
+    # 3-minute pools hold (almost) no requests, 4 minutes after the last request.
+    assert {key for key, finding in soon.items() if finding.firing} == {
+        ("checkout", "/cart", ERROR_RATE)
+    }
+    assert {key for key, finding in later.items() if finding.firing} == {
+        ("checkout", "/cart", ERROR_RATE), ("checkout", "/pay", TRAFFIC)
+    }  # fmt: skip
+    outage = later["checkout", "/pay", TRAFFIC]
+    assert outage.observed == 0 and outage.requests == 0
+    assert outage.threshold == pytest.approx(detector.TRAFFIC_DROP_RATIO * outage.baseline.median)
+    assert outage.baseline.median > detector.MIN_BASELINE_PER_MINUTE
+    # Without requests there is no latency or error rate to judge.
+    assert later["checkout", "/pay", LATENCY].observed is None
+    assert not later["checkout", "/pay", LATENCY].firing
+
+
+def test_too_few_requests_never_breach_latency_or_errors(project, ingest, clock):
+    """A quiet endpoint has a latency and error-rate baseline but fewer than MIN_REQUESTS
+    requests in 3 minutes: ten times slower and failing, it still does not fire (and
+    its traffic is below the minimum baseline volume for a traffic drop)."""
+    quiet = Shape("ops", "/health", 3, 3)
+    history(project, [quiet], [hour_floor(clock)])
+    send(ingest, quiet, clock - timedelta(minutes=10), clock + timedelta(minutes=10), seed=21,
+         slowdown=10.0, error_rate=1.0)  # fmt: skip
+
+    findings = by_key(evaluate(project, clock + 5 * MINUTE))
+
+    assert set(findings) == {("ops", "/health", LATENCY), ("ops", "/health", ERROR_RATE),
+                             ("ops", "/health", TRAFFIC)}  # fmt: skip
+    for finding in findings.values():
+        assert not finding.firing
+        assert 0 < finding.requests < detector.MIN_REQUESTS
+    assert findings["ops", "/health", LATENCY].observed > 5 * findings[
+        "ops", "/health", LATENCY].baseline.median  # fmt: skip
+    assert findings["ops", "/health", TRAFFIC].baseline.median < detector.MIN_BASELINE_PER_MINUTE
+
+
+def test_projects_do_not_see_each_others_traffic_or_baselines(project, ingest, clock):
+    other = make_project(f"other-{uuid.uuid4().hex[:8]}")
+    history(project, [CART], [hour_floor(clock)])
+    # The other project: the same endpoint, no history of its own, and a spike now.
+    write(other, CART, clock - timedelta(minutes=10), clock + timedelta(minutes=5), seed=31,
+          slowdown=5.0, error_rate=0.5)  # fmt: skip
+    send(ingest, CART, clock - timedelta(minutes=10), clock + timedelta(minutes=5), seed=32)
+
+    mine = evaluate(project, clock + 3 * MINUTE)
+    theirs = evaluate(other, clock + 3 * MINUTE)
+
+    assert {(f.endpoint, f.signal) for f in mine} == {
+        ("/cart", s) for s in (LATENCY, ERROR_RATE, TRAFFIC)
+    }
+    assert not any(f.firing for f in mine)
+    assert theirs == []  # no baseline of its own: nothing to judge
+    other_api = client_with(make_key(other))
+    assert other_api.get(URL, {"at": (clock + 3 * MINUTE).isoformat()}).json()["results"] == []
+
+
+def test_the_api_lists_findings_with_their_baseline_and_filters(project, api, ingest, clock):
+    history(project, [CART, PAY], [hour_floor(clock)])
+    send(ingest, CART, clock - timedelta(minutes=10), clock + timedelta(minutes=5), seed=41,
+         slowdown=3.0)  # fmt: skip
+    send(ingest, PAY, clock - timedelta(minutes=10), clock + timedelta(minutes=5), seed=42)
+    at = (clock + 2 * MINUTE).isoformat()
+
+    answer = api.get(URL, {"at": at})
+    assert answer.status_code == 200, answer.json()
+    body = answer.json()
+    assert len(body["results"]) == 6
+    latency = next(r for r in body["results"] if r["key"] == "latency_p95:checkout:/cart")
+    assert latency["firing"] is True
+    assert set(latency) == {"key", "service", "endpoint", "signal", "at", "firing", "observed",
+                            "threshold", "baseline", "requests", "minutes"}  # fmt: skip
+    assert set(latency["baseline"]) == {"median", "mad", "weeks"}
+    assert latency["observed"] > latency["threshold"] > latency["baseline"]["median"]
+    assert [m["breaching"] for m in latency["minutes"]] == [True, True]
+    assert latency["minutes"][-1]["start"] == (clock + MINUTE).isoformat().replace("+00:00", "Z")
+
+    only = api.get(URL, {"at": at, "signal": LATENCY, "endpoint": "/pay"}).json()["results"]
+    assert [(r["endpoint"], r["signal"], r["firing"]) for r in only] == [("/pay", LATENCY, False)]
+    assert api.get(URL, {"at": at, "service": "nope"}).json()["results"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"at": "yesterday"}, "at"),
+        ({"at": ""}, "at"),
+        ({"at": "99999-01-01T00:00:00Z"}, "at"),
+        ({"signal": "latency"}, "signal"),
+        ({"service": ""}, "service"),
+        ({"endpoint": "/a\x00b"}, "endpoint"),
+        ({"service": "s" * 129}, "service"),
+    ],
+)
+def test_bad_parameters_are_a_400_naming_them(api, query, field):
+    answer = api.get(URL, query)
+
+    assert answer.status_code == 400
+    assert list(answer.json()["errors"]) == [field]
+
+
+def test_the_read_scope_is_needed(project):
+    answer = client_with(make_key(project, scopes=["ingest"])).get(URL)
+
+    assert answer.status_code == 403
