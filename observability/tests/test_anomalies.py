@@ -273,3 +273,39 @@ def test_the_read_scope_is_needed(project):
     answer = client_with(make_key(project, scopes=["ingest"])).get(URL)
 
     assert answer.status_code == 403
+
+
+def judgeable(signal: str, minute: detector.Minute) -> bool:
+    """Whether a minute could have breached: a baseline, and enough requests for a
+    latency or an error rate (a traffic drop is judged on any count)."""
+    enough = signal == TRAFFIC or minute.requests >= detector.MIN_REQUESTS
+    return minute.threshold is not None and enough
+
+
+def test_a_normal_week_of_seasonal_traffic_raises_no_anomaly(project, ingest, clock):
+    """Four weeks of history, then a fifth like them (other random draws) through ingest,
+    evaluated every second minute: with K = 2 every minute of the week is judged once."""
+    shapes = [
+        dataclasses.replace(CART, peak_per_minute=30),
+        dataclasses.replace(PAY, peak_per_minute=20),
+        dataclasses.replace(HEALTH, peak_per_minute=3),
+    ]
+    week_start = hour_floor(clock) - WEEK
+    for n, shape in enumerate(shapes):
+        for week in range(1, WEEKS + 1):
+            write(project, shape, week_start - week * WEEK, week_start - (week - 1) * WEEK,
+                  seed=1000 * n + week)  # fmt: skip
+        send(ingest, shape, week_start, hour_floor(clock), seed=1000 * n)
+    jobs.refresh(HOUR)
+    jobs.refresh(HOUR, week_start - WEEKS * WEEK, week_start)  # past raw retention too
+
+    judged, fired = 0, []
+    for step in range(2, int(WEEK / MINUTE), detector.K):
+        findings = evaluate(project, week_start + step * MINUTE)
+        judged += sum(1 for f in findings for m in f.minutes if judgeable(f.signal, m))
+        fired += [(f.key, f.at) for f in findings if f.firing]
+
+    assert fired == []
+    # The two busy endpoints were judged on their three signals most of the week (at
+    # night and on the quiet endpoint only where there is enough traffic).
+    assert judged > 2 * 3 * int(WEEK / MINUTE) * 0.7
