@@ -129,7 +129,7 @@ def by_key(findings):
 
 def test_a_3x_p95_spike_fires_within_two_evaluation_minutes(project, ingest, clock):
     spike = clock
-    history(project, [CART], [hour_floor(spike) - timedelta(hours=1), hour_floor(spike)])
+    history(project, [CART], [hour_floor(spike)])
     send(ingest, CART, spike - timedelta(minutes=30), spike, seed=7)
     send(ingest, CART, spike, spike + timedelta(minutes=10), seed=8, slowdown=3.0)
     send(ingest, CART, spike + timedelta(minutes=10), spike + timedelta(minutes=20), seed=9)
@@ -182,6 +182,29 @@ def test_an_error_burst_and_an_outage_fire_their_signals(project, ingest, clock)
     # Without requests there is no latency or error rate to judge.
     assert later["checkout", "/pay", LATENCY].observed is None
     assert not later["checkout", "/pay", LATENCY].firing
+
+
+def test_one_odd_week_does_not_move_the_baseline(project, ingest, clock):
+    """Two weeks ago the same hour had an incident (3x slower, 30 % errors): the median
+    and MAD of the four weeks ignore it, and today's normal traffic raises nothing."""
+    hour = hour_floor(clock)
+    for week in range(1, WEEKS + 1):
+        incident = {"slowdown": 3.0, "error_rate": 0.3} if week == 2 else {}
+        start = hour - week * WEEK
+        write(project, CART, start, start + timedelta(hours=1), seed=50 + week, **incident)
+    jobs.refresh(HOUR)
+    send(ingest, CART, clock - timedelta(minutes=10), clock + timedelta(minutes=5), seed=59)
+
+    findings = by_key(evaluate(project, clock + 5 * MINUTE))
+
+    assert not any(finding.firing for finding in findings.values())
+    latency = findings["checkout", "/cart", LATENCY].baseline
+    normal = [p95 for week, p95 in enumerate(latency.weeks, 1) if week != 2]
+    assert latency.weeks[1] > 2.5 * max(normal)  # the incident is in the weeks...
+    assert min(normal) <= latency.median <= max(normal)  # ...not in the median
+    assert latency.mad < 0.1 * latency.median
+    errors = findings["checkout", "/cart", ERROR_RATE].baseline
+    assert errors.weeks[1] > 0.2 and errors.median < 0.05
 
 
 def test_too_few_requests_never_breach_latency_or_errors(project, ingest, clock):
