@@ -70,9 +70,10 @@ def traffic(shape: Shape, start: datetime, end: datetime, seed: int, *, slowdown
 def write(project, shape: Shape, start: datetime, end: datetime, seed: int, **changes) -> int:
     """Store the traffic with the project's COPY writer (for history: ingest accepts
     nothing older than raw retention, and four weeks through HTTP would be slow)."""
+    attributes = jsonb_value(b"{}")
     rows = [
         (time, project.pk, shape.service, shape.endpoint, "GET", status, latency, uuid.uuid4(),
-         "", "", "production", "", "", None, None, jsonb_value(b"{}"), 300.0, None)
+         "", "", "production", "", "", None, None, attributes, 300.0, None)
         for time, status, latency in traffic(shape, start, end, seed, **changes)
     ]  # fmt: skip
     return copy_rows(connection, rows)
