@@ -133,7 +133,7 @@ def evaluate(
     tail_start = minutes[0] - (SMOOTHING_MINUTES - 1) * MINUTE_STEP
     tail = KpiQuery(project_id, Window(tail_start, end), filters, connection)
     per_minute = {key: kpi for key, kpi in tail.per_group(("service", "endpoint"), MINUTE)}
-    endpoints = sorted({(service, endpoint) for _, service, endpoint in baselines})
+    endpoints = sorted({(key[1], key[2]) for key in baselines})
     pools = {
         (name, minute): pool([
             per_minute.get((minute - n * MINUTE_STEP, *name)) for n in range(SMOOTHING_MINUTES)
@@ -144,18 +144,18 @@ def evaluate(
     findings = []
     for name in endpoints:
         for signal in SIGNALS:
-            evaluated = [
-                _minute(signal, minute, pools[name, minute], p95s[name, minute],
-                        baselines.get((hour_floor(minute), *name), {}).get(signal))
-                for minute in minutes
-            ]  # fmt: skip
             last = baselines.get((hours[-1], *name), {}).get(signal)  # the last minute's
             if last is None:
                 continue
+            evaluated = tuple(
+                _minute(signal, minute, pools[name, minute], p95s[name, minute],
+                        baselines.get((hour_floor(minute), *name), {}).get(signal))
+                for minute in minutes
+            )  # fmt: skip
             findings.append(Finding(
                 *name, signal, at.astimezone(UTC), all(m.breaching for m in evaluated),
                 evaluated[-1].observed, evaluated[-1].threshold, last, evaluated[-1].requests,
-                tuple(evaluated),
+                evaluated,
             ))  # fmt: skip
     return sorted(findings, key=lambda finding: finding.key)
 
