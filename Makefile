@@ -9,7 +9,7 @@ PORT ?= 8000
 OPS_VENV ?= .venv-ops
 OPS_BIN := $(abspath $(OPS_VENV))/bin
 
-.PHONY: help venv ui-assets run test lint migrate shell clean-data bench-ingest bench-kpi bench-search bench-sketches bench-ui bench-replication \
+.PHONY: help venv ui-assets run test lint migrate shell clean-data bench-ingest bench-kpi bench-search bench-sketches bench-ui bench-replication bench-anomalies \
 	ops-venv validate secrets certs cluster-config up down backup-up monitoring-up \
 	cluster-up cluster-down app-up backup-full backup-check deploy \
 	drill-baseline drill-primary-restore drill-failover drill-minio-outage \
@@ -60,6 +60,9 @@ bench-search: venv ## HNSW build, semantic search latency and recall@10 on 100k 
 
 bench-sketches: venv ## Sketch merge cost with pgvector vs without (reports/bench/sketches.json)
 	$(PY) -m scripts.bench.sketches
+
+bench-anomalies: venv ## One anomaly evaluation minute over 10,000 endpoint baselines: database time (reports/bench/anomalies.json)
+	$(PY) -m scripts.bench.anomalies
 
 bench-ui: venv ui-assets ## UI pages and fragments on 10M rows, page weight, chart points (reports/bench/ui.json)
 	scripts/dev/install-debian-packages.sh chromium fonts-inter

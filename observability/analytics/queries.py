@@ -228,6 +228,14 @@ class KpiQuery:
         ranked.sort(key=lambda row: _rank_key(by, row))
         return ranked[:limit]
 
+    def per_group(
+        self, group: tuple[str, ...], interval: str | None, windows: list[Window] | None = None
+    ) -> list[tuple[tuple, Kpi]]:
+        """The merged Kpi (sketch included) of each `group` value, per `interval` bucket
+        (its start first in the key), over the window or over several `windows` read in
+        one statement (the anomaly baseline: one hour of the week in each of four weeks)."""
+        return self._run(group, interval, windows=windows)
+
     def services(self) -> list[dict]:
         """One row per service seen in the window, busiest first."""
         rows = sorted(self._run(("service",), None), key=lambda row: -row[1].hits)
@@ -258,12 +266,20 @@ class KpiQuery:
         return [{"bucket": bucket, **kpi} for (bucket, _), kpi in zip(buckets, kpis, strict=True)]
 
     def _run(
-        self, group: tuple[str, ...], interval: str | None, sketch: bool = True
+        self,
+        group: tuple[str, ...],
+        interval: str | None,
+        sketch: bool = True,
+        windows: list[Window] | None = None,
     ) -> list[tuple[tuple, Kpi]]:
         grain = grain_for(self.filters.dimensions() | set(group))
         coarsest = {None: DAY, DAY: DAY, HOUR: HOUR, MINUTE: None}[interval]
         hourly_until, daily_until = backend.of(self.connection).materialised_until(self.connection)
-        parts = plan(self.window.start, self.window.end, coarsest, hourly_until, daily_until)
+        parts = [
+            part
+            for window in windows or [self.window]
+            for part in plan(window.start, window.end, coarsest, hourly_until, daily_until)
+        ]
         store = sketches.of(self.connection)
         query, params = self._compose(parts, grain, group, interval, store, sketch)
         self.connection.ensure_connection()

@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from observability.api import analytics, error_groups, ingest, requests, search
+from observability.api import analytics, anomalies, error_groups, ingest, requests, search
 
 router = SimpleRouter()
 router.register("requests", requests.ApiRequestViewSet, basename="request")
@@ -17,6 +17,7 @@ v1 = [
     path("kpis/timeseries/", analytics.TimeseriesView.as_view(), name="kpis-timeseries"),
     path("top-endpoints/", analytics.TopEndpointsView.as_view(), name="top-endpoints"),
     path("services/", analytics.ServicesView.as_view(), name="services"),
+    path("anomalies/", anomalies.AnomaliesView.as_view(), name="anomalies"),
     path("search/", search.SearchView.as_view(), name="search"),
     path(
         "requests/<uuid:event_id>/similar/",

@@ -50,7 +50,13 @@ def test_only_the_api_package_knows_django_rest_framework():
 
 
 @pytest.mark.parametrize(
-    "domain", ["observability/analytics", "observability/ingest", "observability/error_groups"]
+    "domain",
+    [
+        "observability/analytics",
+        "observability/ingest",
+        "observability/error_groups",
+        "observability/anomalies",
+    ],
 )
 def test_the_domain_does_not_import_the_api(domain):
     offenders = {

@@ -27,6 +27,7 @@ def test_every_api_route_is_documented(schema):
         "/api/v1/kpis/timeseries/",
         "/api/v1/top-endpoints/",
         "/api/v1/services/",
+        "/api/v1/anomalies/",
         "/api/v1/search/",
         "/api/v1/requests/{event_id}/similar/",
         "/api/v1/error-groups/",
@@ -45,6 +46,15 @@ def test_error_groups_are_documented(schema):
     assert set(change["properties"]) == {"status"}
     fields = schema["components"]["schemas"]["ErrorGroupDetail"]["properties"]
     assert {"timeline", "endpoints", "samples", "title", "count", "status"} <= set(fields)
+
+
+def test_anomalies_are_documented(schema):
+    listing = schema["paths"]["/api/v1/anomalies/"]["get"]
+    assert {p["name"] for p in listing["parameters"]} == {"at", "service", "endpoint", "signal"}
+    fields = schema["components"]["schemas"]["Finding"]["properties"]
+    assert {"key", "firing", "observed", "threshold", "baseline", "requests", "minutes"} <= set(
+        fields
+    )
 
 
 def test_filters_and_error_shapes_are_documented(schema):

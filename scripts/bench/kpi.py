@@ -46,28 +46,31 @@ COPY_TYPES = ("int8", "int8", "text", "text", "text", "int2", "float8", "bytea",
 
 
 class Traffic:
-    """200 endpoints, Zipf-distributed (s = 1.1), each with its own latency profile."""
+    """200 endpoints, Zipf-distributed (s = 1.1), each with its own latency profile (other
+    benchmarks choose their count, names and Zipf exponent: 0 is uniform)."""
 
-    def __init__(self, seed: int = 42):
+    def __init__(self, seed: int = 42, services: int = SERVICES,
+                 per_service: int = ENDPOINTS_PER_SERVICE, prefix: str = "service",
+                 zipf: float = 1.1):  # fmt: skip
         self.rng = np.random.default_rng(seed)
-        count = SERVICES * ENDPOINTS_PER_SERVICE
+        count = services * per_service
         ranks = self.rng.permutation(count) + 1
-        self.weights = 1 / ranks**1.1
+        self.weights = 1 / ranks**zipf
         self.weights /= self.weights.sum()
-        self.service = np.array([f"service-{i // ENDPOINTS_PER_SERVICE:02d}" for i in range(count)])
+        self.service = np.array([f"{prefix}-{i // per_service:02d}" for i in range(count)])
         self.endpoint = np.array(
-            [f"/api/v1/resource{i % ENDPOINTS_PER_SERVICE}/{{id}}" for i in range(count)]
+            [f"/api/v1/resource{i % per_service}/{{id}}" for i in range(count)]
         )
         self.method = np.where(np.arange(count) % 3 == 0, "POST", "GET")
         self.median_ms = np.exp(self.rng.uniform(np.log(5), np.log(800), count))
         self.sigma = self.rng.uniform(0.3, 1.1, count)
         self.error_rate = self.rng.uniform(0.0, 0.04, count)
 
-    def hour(self, start: datetime, rows: int, project_id: int):
-        """The rows of one hour, as COPY tuples."""
+    def hour(self, start: datetime, rows: int, project_id: int, seconds: int = 3600):
+        """The rows of one hour (or of `seconds` from `start`), as COPY tuples."""
         rng, n = self.rng, rows
         which = rng.choice(len(self.weights), size=n, p=self.weights)
-        offsets = rng.integers(0, 3_600_000_000, size=n)
+        offsets = rng.integers(0, seconds * 1_000_000, size=n)
         base_us = int((start - PG_EPOCH).total_seconds() * 1_000_000)
         latency = np.round(rng.lognormal(np.log(self.median_ms[which]), self.sigma[which]), 3)
         status = np.where(rng.random(n) < self.error_rate[which], 503,
@@ -89,18 +92,23 @@ def load(url: str, traffic: Traffic, project_id: int, start: datetime, hours: in
          total: int) -> int:  # fmt: skip
     shares = np.array([diurnal((start + timedelta(hours=h)).hour) for h in range(hours)])
     per_hour = np.round(shares / shares.sum() * total).astype(int)
-    copy_sql = f"COPY api_request ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
     loaded = 0
     with psycopg.connect(url) as conn:
         for h, rows in enumerate(per_hour):
-            with conn.transaction(), conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
-                copy.set_types(COPY_TYPES)
-                for row in traffic.hour(start + timedelta(hours=h), int(rows), project_id):
-                    copy.write_row(row)
+            copy(conn, traffic.hour(start + timedelta(hours=h), int(rows), project_id))
             loaded += int(rows)
             if h % 120 == 0:
                 print(f"  loaded {loaded:,} rows", file=sys.stderr)
     return loaded
+
+
+def copy(conn: psycopg.Connection, rows) -> None:
+    """COPY Traffic.hour's tuples into api_request, in one transaction."""
+    copy_sql = f"COPY api_request ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    with conn.transaction(), conn.cursor() as cursor, cursor.copy(copy_sql) as copying:
+        copying.set_types(COPY_TYPES)
+        for row in rows:
+            copying.write_row(row)
 
 
 def timed_gets(clients: list[httpx.Client], url: str, params: dict, runs: int):
