@@ -78,16 +78,20 @@ LookupError: order {order} not found"""
 
 
 def failing_events(count: int, now: datetime, as_failures: bool) -> list[dict]:
-    """make_events with 5 % of the events failing the way real ones do, or, for the
-    comparison, the same events answered 200."""
+    """make_events with 5 % of the events failing the way real ones do (and no other
+    failure), or, for the comparison, the same events with no failure at all: answered
+    200 and without an exception type (a failure too), so that nothing is grouped."""
     events = make_events(count, now)
+    for event in events:
+        event["status_code"] = 200
     for n, event in enumerate(events[::20]):
         order = uuid.uuid4().hex[: 6 + n % 7]
         event["status_code"] = 500 if as_failures else 200
         event["error_message"] = f"order {order} not found after {n * 37 % 5000} ms"
         if n % 3 == 0:
             function = ("load_order", "reserve_stock")[n % 2]
-            event["exception_type"] = "LookupError"
+            if as_failures:
+                event["exception_type"] = "LookupError"
             event["exception_message"] = f"order {order} not found"
             event["stacktrace"] = STACK.format(line=10 + n % 5, module=function.split("_")[1],
                                                function=function, order=order)  # fmt: skip
