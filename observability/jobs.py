@@ -22,6 +22,7 @@ from observability.analytics import backend, retention
 from observability.analytics.refresh import RefreshReport
 from observability.analytics.retention import RetentionReport
 from observability.error_groups import retention as error_groups_retention
+from observability.error_groups import store as error_groups_store
 from observability.ingest import idempotency
 
 # Requests one embedding round processes at most (the next round continues).
@@ -71,6 +72,12 @@ def apply_error_group_retention(
     return error_groups_retention.apply_retention(connection, now or datetime.now(UTC))
 
 
+def fold_error_group_counts(*, connection: BaseDatabaseWrapper = default_connection) -> int:
+    """Add the occurrences ingest recorded to their error groups (counts, hours,
+    endpoints, regressions)."""
+    return error_groups_store.fold(connection)
+
+
 def prepare_partitions(
     now: datetime | None = None, *, connection: BaseDatabaseWrapper = default_connection
 ) -> list[date]:
@@ -104,6 +111,8 @@ JOBS = (
     Job("partitions", 3600, prepare_partitions, timescale_policy=True),
     Job("retention", 3600, apply_retention, timescale_policy=True),
     Job("search_retention", 3600, apply_search_retention),
+    # A group's counts trail its requests by up to this period (plus run_jobs' 5 s tick).
+    Job("error_group_counts", 5, fold_error_group_counts),
     Job("error_group_retention", 3600, apply_error_group_retention),
     Job("idempotency_keys", 3600, expire_idempotency_keys),
 )

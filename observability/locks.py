@@ -15,6 +15,7 @@ class Lock(enum.IntEnum):
     ROLLUP_REFRESH = 0x61706D72  # "apmr": one refresher of the portable rollups at a time
     PARTITIONS = 0x61706D70  # "apmp": one creator of daily partitions at a time
     DIMENSION_ADMISSION = 0x61706D65  # "apme", per project, dimension and scope: the caps
+    ERROR_GROUP_FOLD = 0x61706D67  # "apmg": one folder of error-group deltas at a time
 
 
 def xact_lock(cursor, lock: Lock, scope: str | None = None) -> None:

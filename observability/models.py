@@ -584,3 +584,27 @@ class ErrorGroupEndpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.group_id} {self.method} {self.endpoint}: {self.count}"
+
+
+class ErrorGroupDelta(models.Model):
+    """Occurrences ingest stored and the `error_group_counts` job has not yet added to
+    their group (observability/error_groups/store.py): one row per batch, group, hour,
+    endpoint and method. Short-lived: folded every few seconds."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # No index: the table holds a few seconds of deltas; a deleted group takes its own.
+    group = models.ForeignKey(
+        ErrorGroup, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    bucket = models.DateTimeField()  # the UTC hour
+    endpoint = models.CharField(max_length=512)
+    method = models.CharField(max_length=16)
+    count = models.BigIntegerField()
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "apm_error_group_delta"
+
+    def __str__(self) -> str:
+        return f"{self.group_id} +{self.count}"

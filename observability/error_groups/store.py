@@ -1,11 +1,11 @@
 """Error groups on the ingest path: each failed request gets its group, and each group
-its counts, in the transaction that stores the requests.
+its counts, exactly once for each stored request.
 
-Two steps around the COPY of a batch: `assign` finds or creates the group of every
-failure (one statement; groups this worker has seen are cached), `count` adds the
-batch's *new* rows (never a duplicate of a retried batch) to their groups' counts,
-hours and endpoints, and reopens resolved groups seen again (one locking statement and
-one update). Measured cost: docs/ERRORS.md.
+Around the COPY of a batch: before it, `assign` finds or creates the group of every
+failure (one statement; groups this worker has seen are cached); in its transaction,
+`record` appends the batch's *new* rows (never a duplicate of a retried batch) as
+deltas. The `fold` job adds the deltas to the groups' counts, hours and endpoints and
+reopens resolved groups seen again. Measured cost: docs/ERRORS.md.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from django.db import connection, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from prometheus_client import Counter
 
+from observability import locks
 from observability.error_groups.fingerprint import VERSION, Failure, group_of
 from observability.ingest.cache import LruCache
 from observability.ingest.events import Row
@@ -52,17 +54,32 @@ SELECT e.id, e.fingerprint, false FROM apm_error_group AS e JOIN given AS g USIN
 WHERE e.project_id = %(project)s
 """
 
-# Concurrent batches touch the same groups: lock them in one order (no deadlock).
-LOCK_GROUPS = "SELECT 1 FROM apm_error_group WHERE id = ANY(%(groups)s) ORDER BY id FOR UPDATE"
+# Ingest only appends what a batch adds (one row per group, hour, endpoint and method):
+# no batch waits for another's lock on a busy group, and the COPY's transaction gains
+# one small insert. The `fold` job adds these deltas to the groups.
+RECORD = """
+INSERT INTO apm_error_group_delta (project_id, group_id, bucket, endpoint, method, count,
+                                   first_at, last_at)
+SELECT %(project)s, group_id, date_trunc('hour', time, 'UTC'), endpoint, method, count(*),
+       min(time), max(time)
+FROM unnest(%(groups)s::bigint[], %(times)s::timestamptz[], %(endpoints)s::text[],
+            %(methods)s::text[]) AS o(group_id, time, endpoint, method)
+GROUP BY 2, 3, 4, 5
+"""
 
-# A resolved group seen again after its resolution is reopened: a regression.
-COUNT = """
-WITH occurrence AS (
-    SELECT * FROM unnest(%(groups)s::bigint[], %(times)s::timestamptz[], %(endpoints)s::text[],
-                         %(methods)s::text[]) AS o(group_id, time, endpoint, method)
+# Takes every delta and adds it to its group, hour and endpoint, in one statement; a
+# resolved group seen after its resolution is reopened: a regression. Groups deleted
+# since (retention) take their deltas with them (foreign key), and are skipped here.
+FOLD = """
+WITH taken AS (
+    DELETE FROM apm_error_group_delta
+    RETURNING project_id, group_id, bucket, endpoint, method, count, first_at, last_at
 ), per_group AS (
-    SELECT group_id, count(*) AS n, min(time) AS first_at, max(time) AS last_at
-    FROM occurrence GROUP BY group_id
+    SELECT t.group_id, sum(t.count) AS n, min(t.first_at) AS first_at,
+           max(t.last_at) AS last_at,
+           g.status = 'resolved' AND max(t.last_at) > g.resolved_at AS regressed
+    FROM taken AS t JOIN apm_error_group AS g ON g.id = t.group_id AND g.project_id = t.project_id
+    GROUP BY t.group_id, g.status, g.resolved_at
 ), counted AS (
     UPDATE apm_error_group AS g
     SET count = g.count + p.n,
@@ -71,29 +88,29 @@ WITH occurrence AS (
         status = CASE WHEN regressed THEN 'open' ELSE g.status END,
         reopened_at = CASE WHEN regressed THEN now() ELSE g.reopened_at END,
         times_reopened = g.times_reopened + CASE WHEN regressed THEN 1 ELSE 0 END
-    FROM (SELECT per_group.*, g2.status = 'resolved' AND per_group.last_at > g2.resolved_at
-                 AS regressed
-          FROM per_group JOIN apm_error_group AS g2 ON g2.id = per_group.group_id) AS p
-    WHERE g.id = p.group_id AND g.project_id = %(project)s
+    FROM per_group AS p
+    WHERE g.id = p.group_id
     RETURNING p.regressed
 ), hours AS (
     INSERT INTO apm_error_group_hour (group_id, bucket, count)
-    SELECT group_id, date_trunc('hour', time, 'UTC'), count(*) FROM occurrence
+    SELECT t.group_id, t.bucket, sum(t.count) FROM taken AS t
+    WHERE t.group_id IN (SELECT group_id FROM per_group)
     GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (group_id, bucket)
     DO UPDATE SET count = apm_error_group_hour.count + EXCLUDED.count
     RETURNING 1
 ), endpoints AS (
     INSERT INTO apm_error_group_endpoint (group_id, endpoint, method, count, last_seen)
-    SELECT group_id, endpoint, method, count(*), max(time) FROM occurrence
+    SELECT t.group_id, t.endpoint, t.method, sum(t.count), max(t.last_at) FROM taken AS t
+    WHERE t.group_id IN (SELECT group_id FROM per_group)
     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (group_id, endpoint, method)
     DO UPDATE SET count = apm_error_group_endpoint.count + EXCLUDED.count,
                   last_seen = greatest(apm_error_group_endpoint.last_seen, EXCLUDED.last_seen)
     RETURNING 1
 )
-SELECT (SELECT count(*) FILTER (WHERE regressed) FROM counted), (SELECT count(*) FROM hours),
-       (SELECT count(*) FROM endpoints)
+SELECT (SELECT count(*) FROM taken), (SELECT count(*) FILTER (WHERE regressed) FROM counted),
+       (SELECT count(*) FROM hours), (SELECT count(*) FROM endpoints)
 """
 
 
@@ -157,21 +174,32 @@ def _find_or_create(project_id: int, new: list[tuple]) -> dict[str, int]:
     return {fingerprint: group_id for group_id, fingerprint, _ in rows}
 
 
-def count(project_id: int, occurrences: Sequence[Row]) -> None:
-    """Add stored rows (new ones only) to their groups."""
+def record(project_id: int, occurrences: Sequence[Row]) -> None:
+    """Note stored rows (new ones only) for their groups, in the caller's transaction (the
+    one that stores them: a rolled back batch counts nothing, a retried one once)."""
     if not occurrences:
         return
-    groups = [row.error_group_id for row in occurrences]
     with connection.cursor() as cursor:
-        cursor.execute(LOCK_GROUPS, {"groups": sorted(set(groups))})
-        cursor.execute(COUNT, {
-            "project": project_id, "groups": groups, "times": [row.time for row in occurrences],
+        cursor.execute(RECORD, {
+            "project": project_id, "groups": [row.error_group_id for row in occurrences],
+            "times": [row.time for row in occurrences],
             "endpoints": [row.endpoint for row in occurrences],
             "methods": [row.method for row in occurrences],
         })  # fmt: skip
-        (regressions, _, _) = cursor.fetchone()
+
+
+def fold(using: BaseDatabaseWrapper = connection) -> int:
+    """Add every recorded occurrence to its group (the `error_group_counts` job, every
+    few seconds: a group's counts trail its requests by that much). Returns how many
+    deltas were folded."""
+    with transaction.atomic(using=using.alias), using.cursor() as cursor:
+        # One fold at a time (run_jobs on two hosts): the second waits, then finds none.
+        locks.xact_lock(cursor, locks.Lock.ERROR_GROUP_FOLD)
+        cursor.execute(FOLD)
+        taken, regressions, _, _ = cursor.fetchone()
     if regressions:
-        transaction.on_commit(lambda: OPENED.labels("regression").inc(regressions))
+        OPENED.labels("regression").inc(regressions)
+    return taken
 
 
 def forget_cache() -> None:

@@ -145,9 +145,9 @@ def _ingest(body, content_type, door: Door, key: ApiKey, strict: bool, claim) ->
             _reject(result, door, index, error)
     if strict and result.errors:
         raise InvalidEvents(result.errors)
-    # The events commit together with their idempotency key's result and their error
-    # groups' counts (without either, the writer's own transactions suffice).
-    with transaction.atomic() if claim or failed else contextlib.nullcontext():
+    # The events commit together with their idempotency key's result (without one, the
+    # writer's own transaction suffices: it also records the error groups' occurrences).
+    with transaction.atomic() if claim else contextlib.nullcontext():
         _store(rows, indexes, failed, key.project_id, door, result, strict)
         return _completed(result, claim)
 
@@ -212,20 +212,19 @@ def _store(
     groups = _error_groups(project_id, rows, failed)
     for n, group in groups.items():
         rows[n] = rows[n]._replace(error_group_id=group)
-    stored = writer.store_rows(connection, rows, all_or_nothing=strict)
+
+    def record_failures(stored: writer.Stored) -> None:
+        new = [rows[n] for n in groups if n not in stored.unstorable and stored.is_new(rows[n])]
+        error_groups.record(project_id, new)
+
+    stored = writer.store_rows(
+        connection, rows, all_or_nothing=strict, then=record_failures if groups else None
+    )
     for position, reason in sorted(stored.unstorable.items()):
         _reject(result, door, indexes[position], EventError("", f"Cannot be stored: {reason}"))
     if strict and stored.unstorable:
         raise InvalidEvents(result.errors)
     accepted = [row for n, row in enumerate(rows) if n not in stored.unstorable]
-    error_groups.count(
-        project_id,
-        [
-            row
-            for n, row in enumerate(rows)
-            if n in groups and n not in stored.unstorable and stored.is_new(row)
-        ],
-    )
     result.rows = accepted
     result.accepted = len(accepted)
     result.duplicates = len(accepted) - stored.new

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import psycopg
 from django.db import DataError, IntegrityError, OperationalError, transaction
@@ -81,8 +81,9 @@ class _RollBack(Exception):
 
 
 def store_rows(
-    connection: BaseDatabaseWrapper, rows: list[Sequence], *, all_or_nothing: bool = False
-) -> Stored:
+    connection: BaseDatabaseWrapper, rows: list[Sequence], *, all_or_nothing: bool = False,
+    then: Callable[[Stored], None] | None = None,
+) -> Stored:  # fmt: skip
     """Store rows once each (idempotent on the primary key); commits before returning.
 
     Fast path: one COPY straight into the table, in its own transaction. If the batch
@@ -90,30 +91,41 @@ def store_rows(
     back, and the batch goes through the staging table instead. If the database refuses
     a row's values (validation should make that impossible; this is the safety net), the
     batch is bisected to find every such row: the others are stored, or, with
-    `all_or_nothing`, none is and the refused rows are reported.
+    `all_or_nothing`, none is and the refused rows are reported. `then(stored)` runs in
+    the transaction that stores the rows, before it commits: what it writes is committed
+    with them, once.
     """
     if not rows:
         return Stored()
+    then = then or _nothing
     try:
         with transaction.atomic(using=connection.alias):
-            return Stored(copy_rows(connection, rows))
+            stored = Stored(copy_rows(connection, rows))
+            then(stored)
+            return stored
     except IntegrityError as exc:
         if not isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
             if not _refused_row(exc):
                 raise
-            return _store_isolating(connection, rows, all_or_nothing)
+            return _store_isolating(connection, rows, all_or_nothing, then)
     except (DataError, OperationalError) as exc:
         if not _refused_row(exc):
             raise
-        return _store_isolating(connection, rows, all_or_nothing)
+        return _store_isolating(connection, rows, all_or_nothing, then)
     try:
         with transaction.atomic(using=connection.alias):
             new_keys = _insert_new(connection, rows)
-            return Stored(len(new_keys), new_keys=new_keys)
+            stored = Stored(len(new_keys), new_keys=new_keys)
+            then(stored)
+            return stored
     except (DataError, IntegrityError, OperationalError) as exc:
         if not _refused_row(exc):
             raise
-        return _store_isolating(connection, rows, all_or_nothing)
+        return _store_isolating(connection, rows, all_or_nothing, then)
+
+
+def _nothing(stored: Stored) -> None:
+    pass
 
 
 def _insert_new(connection: BaseDatabaseWrapper, rows: Sequence[Sequence]) -> set[tuple]:
@@ -125,13 +137,14 @@ def _insert_new(connection: BaseDatabaseWrapper, rows: Sequence[Sequence]) -> se
         return set(cursor.fetchall())
 
 
-def _store_isolating(connection, rows: list[Sequence], all_or_nothing: bool) -> Stored:
+def _store_isolating(connection, rows: list[Sequence], all_or_nothing: bool, then) -> Stored:
     stored = Stored(new_keys=set())
     try:
         with transaction.atomic(using=connection.alias):
             _bisect(connection, rows, 0, stored)
             if all_or_nothing and stored.unstorable:
                 raise _RollBack
+            then(stored)
     except _RollBack:
         stored.new, stored.new_keys = 0, set()
     return stored

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from observability.error_groups import store
 from observability.error_groups.fingerprint import Failure
 from observability.ingest.events import Row
-from observability.models import ApiKey, ApiRequest, ErrorGroup
+from observability.models import ApiKey, ApiRequest, ErrorGroup, ErrorGroupDelta
 from observability.tests.test_fingerprint import python_trace
 from observability.tests.test_otlp import tracer_provider
 from observability.tests.utils import client_with, make_key
@@ -169,6 +169,7 @@ def test_groups_never_mix_projects(ingest, project, other_project):
     other_api = client_with(make_key(other_project))
     other_api.post("/api/v1/ingest/", [failed(**same_failure), failed(**same_failure)],
                    format="json")  # fmt: skip
+    store.fold()
 
     (ours,), (theirs,) = groups_of(project), groups_of(other_project)
     assert ours.fingerprint == theirs.fingerprint and ours.pk != theirs.pk
@@ -185,6 +186,21 @@ def test_groups_never_mix_projects(ingest, project, other_project):
     assert theirs.status == "open"
     sample_projects = {s["event_id"] for s in admin.get(f"{GROUPS}{ours.pk}/").json()["samples"]}
     assert len(sample_projects) == 1
+
+
+def test_counts_are_recorded_with_the_batch_and_folded_once(api, project):
+    """Ingest records occurrences in the batch's transaction; the job adds them."""
+    batch = [failed(error_message="slot 3 taken"), failed(error_message="slot 9 taken")]
+    assert api.post("/api/v1/ingest/", batch, format="json").status_code == 200
+    (group,) = groups_of(project)
+    assert group.count == 0 and ErrorGroupDelta.objects.count() == 1
+    assert store.fold() == 1
+    assert store.fold() == 0  # each delta once
+    api.post("/api/v1/ingest/", batch, format="json")  # a retry: nothing new to record
+    store.fold()
+    group.refresh_from_db()
+    assert group.count == 2 and [hour.count for hour in group_hours(group)] == [2]
+    assert not ErrorGroupDelta.objects.exists()
 
 
 def test_scopes(ingest, project):
@@ -307,6 +323,7 @@ def test_otlp_exception_events_and_rest_errors_group_the_same_way(live_server, p
         failed(service="shop", endpoint="/stock", error_message="timeout after 2999 ms"),
     ], format="json")  # fmt: skip
     assert rest.status_code == 200, rest.json()
+    store.fold()
 
     groups = groups_of(project)
     assert [(g.kind, g.count) for g in groups] == [("stack", 2), ("message", 2)]
@@ -370,6 +387,7 @@ def test_the_cache_serves_committed_groups_only(transactional_db, project):
         raise RuntimeError
     assert len(groups_of(project)) == 1
     api.post("/api/v1/ingest/", [failed(error_message="rolled back")], format="json")
+    store.fold()
     assert [g.count for g in groups_of(project)] == [1, 1]
 
 

@@ -127,7 +127,7 @@ class Command(BaseCommand):
         rows = cardinality.cap_rows(project_id, rows, "seed").rows
         rows, failed = _with_error_groups(project_id, rows, batch)
         copy_rows(connection, rows)
-        error_groups.count(project_id, failed)
+        _count_failures(project_id, failed)
 
     @staticmethod
     def _write_orm(project_id: int, thresholds: dict[str, float], batch: list[dict]) -> None:
@@ -140,7 +140,13 @@ class Command(BaseCommand):
                        error_group_id=row.error_group_id, **e)
             for e, row in zip(columns, rows, strict=True)
         )  # fmt: skip
-        error_groups.count(project_id, failed)
+        _count_failures(project_id, failed)
+
+
+def _count_failures(project_id: int, failed: list[Row]) -> None:
+    """As ingest counts them, then folded at once: the seeded groups' counts are complete."""
+    error_groups.record(project_id, failed)
+    error_groups.fold()
 
 
 def _with_error_groups(project_id: int, rows: list[Row], batch: list[dict]):
