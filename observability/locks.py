@@ -15,6 +15,7 @@ class Lock(enum.IntEnum):
     ROLLUP_REFRESH = 0x61706D72  # "apmr": one refresher of the portable rollups at a time
     PARTITIONS = 0x61706D70  # "apmp": one creator of daily partitions at a time
     DIMENSION_ADMISSION = 0x61706D65  # "apme", per project, dimension and scope: the caps
+    ALERT_STATE = 0x61706D61  # "apma", per project and alert kind: one evaluator at a time
 
 
 def xact_lock(cursor, lock: Lock, scope: str | None = None) -> None:

@@ -4,12 +4,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from observability.api import analytics, error_groups, ingest, requests, search
+from observability.api import analytics, error_groups, ingest, requests, search, slos
 
 router = SimpleRouter()
 router.register("requests", requests.ApiRequestViewSet, basename="request")
 router.register("endpoints", requests.EndpointViewSet, basename="endpoint")
 router.register("error-groups", error_groups.ErrorGroupViewSet, basename="error-group")
+router.register("slos", slos.SloViewSet, basename="slo")
 
 v1 = [
     path("ingest/", ingest.IngestView.as_view(), name="ingest"),
