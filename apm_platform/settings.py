@@ -305,6 +305,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets that several components share get one name each.
+    "ENUM_NAME_OVERRIDES": {
+        "AlertStateEnum": "observability.alerting.models.Alert.State",
+        "AlertKindEnum": "observability.alerting.models.Alert.Kind",
+        "DeliveryStateEnum": "observability.alerting.models.Delivery.State",
+    },
 }
 
 # --- Product --------------------------------------------------------------------

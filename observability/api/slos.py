@@ -7,26 +7,15 @@ from datetime import timedelta
 from decimal import Decimal
 
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import serializers, viewsets
+from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from observability.alerting import slos
 from observability.alerting.models import Alert, Slo
-from observability.api.auth import AdminChangesMixin
+from observability.api.config import ProjectConfigViewSet, StrictModelSerializer
 from observability.api.errors import ErrorSerializer
-from observability.api.listing import ProjectScopedMixin, StrictCursorPagination
 from observability.api.schema import ERROR_RESPONSES
-
-
-class StrictModelSerializer(serializers.ModelSerializer):
-    """Rejects fields it does not know instead of ignoring them (a typo is a 400)."""
-
-    def validate(self, attrs):
-        unknown = sorted(set(getattr(self, "initial_data", {})) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().validate(attrs)
 
 
 class SloSerializer(StrictModelSerializer):
@@ -55,13 +44,11 @@ class SloSerializer(StrictModelSerializer):
                           "latency <= latency_threshold_ms (read from the latency sketch, "
                           "within its 0.89 % bucket)."},
             "latency_threshold_ms": {"help_text": "Required for a latency objective only."},
-            # Unique per project; checked in validate() with the project of the key.
-            "name": {"validators": []},
         }  # fmt: skip
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
-        merged = {**({} if self.instance is None else self._current()), **attrs}
+        merged = {**self.current("objective", "latency_threshold_ms"), **attrs}
         if merged.get("objective") == Slo.Objective.LATENCY:
             if merged.get("latency_threshold_ms") is None:
                 raise serializers.ValidationError(
@@ -71,17 +58,7 @@ class SloSerializer(StrictModelSerializer):
             raise serializers.ValidationError(
                 {"latency_threshold_ms": ["Only a latency objective has a threshold."]}
             )
-        if "name" in attrs:
-            taken = Slo.objects.filter(project_id=self.context["project_id"], name=attrs["name"])
-            if self.instance is not None:
-                taken = taken.exclude(pk=self.instance.pk)
-            if taken.exists():
-                raise serializers.ValidationError({"name": ["An SLO of this project has it."]})
         return attrs
-
-    def _current(self) -> dict:
-        return {"objective": self.instance.objective,
-                "latency_threshold_ms": self.instance.latency_threshold_ms}  # fmt: skip
 
 
 class CountsSerializer(serializers.Serializer):
@@ -124,11 +101,6 @@ class SloStatusSerializer(serializers.Serializer):
     budget_history = HistoryPointSerializer(many=True)
 
 
-class SloPagination(StrictCursorPagination):
-    ordering = ("id",)
-    page_size = 100
-
-
 @extend_schema_view(
     list=extend_schema(
         summary="List SLOs", responses={200: SloSerializer(many=True), **ERROR_RESPONSES}
@@ -153,19 +125,9 @@ class SloPagination(StrictCursorPagination):
         responses={204: None, 404: ErrorSerializer, **ERROR_RESPONSES},
     ),
 )
-class SloViewSet(AdminChangesMixin, ProjectScopedMixin, viewsets.ModelViewSet):
+class SloViewSet(ProjectConfigViewSet):
     queryset = Slo.objects.all()
     serializer_class = SloSerializer
-    pagination_class = SloPagination
-
-    def get_serializer_context(self):
-        context = super().get_serializer_context()
-        if getattr(self.request, "auth", None) is not None:
-            context["project_id"] = self.request.auth.project_id
-        return context
-
-    def perform_create(self, serializer):
-        serializer.save(project_id=self.request.auth.project_id)
 
     def perform_destroy(self, instance):
         Alert.objects.filter(project_id=instance.project_id, kind__in=slos.SEVERITY_KINDS,
