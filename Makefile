@@ -92,6 +92,8 @@ validate: venv ops-venv ## Check every deployment file: YAML, Compose, Dockerfil
 	scripts/validate/nginx.sh
 	@echo "== promtool: config, rules, rule unit tests, exporter web config"
 	scripts/validate/prometheus.sh
+	@echo "== promtool: the SLO rules of manage.py export_slo_rules (check and unit tests)"
+	$(PY) -m pytest -q observability/tests/test_export_slo_rules.py
 	@echo "== Ansible: syntax check and ansible-lint (production profile)"
 	cd infra/ansible && PATH=$(OPS_BIN):$$PATH ansible-playbook --syntax-check site.yml
 	cd infra/ansible && PATH=$(OPS_BIN):$$PATH ansible-lint --profile production

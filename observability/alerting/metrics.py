@@ -54,7 +54,7 @@ class AlertingCollector(Collector):
             if status.total:
                 sli.add_metric(labels, status.good / status.total)
             remaining.add_metric(labels, status.budget_remaining)
-            target.add_metric(labels, float(slo.target) / 100)
+            target.add_metric(labels, float(slo.target / 100))
             for window in BURN_WINDOWS:
                 burn.add_metric([*labels, window], status.burn_rates.get(window, 0.0))
         yield from (sli, remaining, target, burn)
