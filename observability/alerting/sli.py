@@ -85,8 +85,7 @@ def window_counts(
                 sql.SQL(store.merge_filtered).format(inside), sql.Identifier(f"s{n}")
             ),
         ]
-    per_slo = [_per_slo_sums(n, store) for n in range(len(windows))]
-    rows = _run(connection, all_parts, [], measures, per_slo, params, store)
+    rows = _run(connection, all_parts, [], measures, len(windows), params, store)
     labels = list(membership)
     return {
         slo_id: {
@@ -110,7 +109,7 @@ def hourly_counts(
         sql.SQL("sum(hits) FILTER (WHERE status_class = 5) AS e0"),
         sql.SQL("{} AS s0").format(sql.SQL(store.merge_filtered).format(sql.SQL("true"))),
     ]
-    rows = _run(connection, parts, ["hour"], measures, [_per_slo_sums(0, store)], params, store)
+    rows = _run(connection, parts, ["hour"], measures, 1, params, store)
     return {hour: Counts(int(total or 0), int(good or 0)) for _, hour, total, good in rows}
 
 
@@ -130,18 +129,23 @@ WITH slo AS (
     SELECT {keys}service, endpoint, environment, {measures}
     FROM source
     GROUP BY {keys}service, endpoint, environment
+), per_pair AS MATERIALIZED (
+    -- Each (SLO, endpoint) pair's counts as numbers: what is grouped next carries no
+    -- sketches (sorting them spilled to disk: make bench-alerts).
+    SELECT slo.id, {keys}{per_pair}
+    FROM slo JOIN per_endpoint AS e ON e.service = slo.service
+        AND (cardinality(slo.endpoints) = 0 OR e.endpoint = ANY(slo.endpoints))
+        AND (slo.endpoint_like = '' OR e.endpoint LIKE slo.endpoint_like)
+        AND (slo.environment = '' OR e.environment = slo.environment)
 )
-SELECT slo.id, {keys}{per_slo}
-FROM slo JOIN per_endpoint AS e ON e.service = slo.service
-    AND (cardinality(slo.endpoints) = 0 OR e.endpoint = ANY(slo.endpoints))
-    AND (slo.endpoint_like = '' OR e.endpoint LIKE slo.endpoint_like)
-    AND (slo.environment = '' OR e.environment = slo.environment)
-GROUP BY slo.id{group_keys}
-ORDER BY slo.id{group_keys}
+SELECT id, {keys}{sums}
+FROM per_pair
+GROUP BY id{group_keys}
+ORDER BY id{group_keys}
 """
 
 
-def _run(connection, parts, keys, measures, per_slo, params, store) -> list[tuple]:
+def _run(connection, parts, keys, measures, windows: int, params, store) -> list[tuple]:
     source = _source(parts, params, store, by_hour="hour" in keys)
     key_sql = sql.SQL("").join(sql.SQL("{}, ").format(sql.Identifier(k)) for k in keys)
     query = sql.SQL(STATEMENT).format(
@@ -149,7 +153,8 @@ def _run(connection, parts, keys, measures, per_slo, params, store) -> list[tupl
         source=source,
         keys=key_sql,
         measures=sql.SQL(", ").join(measures),
-        per_slo=sql.SQL(", ").join(per_slo),
+        per_pair=sql.SQL(", ").join(_per_pair(n, store) for n in range(windows)),
+        sums=_sums(windows),
         group_keys=sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(k)) for k in keys),
     )
     connection.ensure_connection()
@@ -159,13 +164,23 @@ def _run(connection, parts, keys, measures, per_slo, params, store) -> list[tupl
         return cursor.fetchall()
 
 
-def _per_slo_sums(n: int, store) -> sql.Composed:
+def _per_pair(n: int, store) -> sql.Composed:
+    """Window n's total and good requests of an (SLO, endpoint) pair."""
     total, errors, merged = (sql.Identifier(f"{c}{n}") for c in "tes")
     good_latency = sql.SQL(store.count_at_most).format(sketch=merged, mask=sql.SQL("slo.mask"))
     return sql.SQL(
-        "sum({total})::bigint, sum(CASE WHEN slo.objective = 'latency' THEN coalesce({good}, 0) "
-        "ELSE coalesce({total}, 0) - coalesce({errors}, 0) END)::bigint"
-    ).format(total=total, errors=errors, good=good_latency)
+        "coalesce({total}, 0) AS {total}, CASE WHEN slo.objective = 'latency' THEN "
+        "coalesce({good}, 0) ELSE coalesce({total}, 0) - coalesce({errors}, 0) END AS {good_name}"
+    ).format(total=total, errors=errors, good=good_latency, good_name=sql.Identifier(f"g{n}"))
+
+
+def _sums(count: int) -> sql.Composed:
+    return sql.SQL(", ").join(
+        sql.SQL("sum({})::bigint, sum({})::bigint").format(
+            sql.Identifier(f"t{n}"), sql.Identifier(f"g{n}")
+        )
+        for n in range(count)
+    )
 
 
 def _membership(parts: list[Part], prefix: str, params: dict) -> sql.Composable:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -33,14 +34,18 @@ class StatementTimer:
 
     def __init__(self):
         self.seconds, self.statements = 0.0, 0
+        self.slowest: tuple[float, str, object] = (0.0, "", None)
 
     def __call__(self, execute, sql, params, many, context):
         began = time.perf_counter()
         try:
             return execute(sql, params, many, context)
         finally:
-            self.seconds += time.perf_counter() - began
+            took = time.perf_counter() - began
+            self.seconds += took
             self.statements += 1
+            if took > self.slowest[0]:
+                self.slowest = (took, sql, params)
 
 
 def make_slos(project_id: int) -> dict[str, int]:
@@ -87,6 +92,8 @@ def main() -> None:
     )
     parser.add_argument("--minutes", type=int, default=12, help="Evaluation minutes timed.")
     parser.add_argument("--output", default=str(REPORTS / "alerts.json"))
+    parser.add_argument("--explain", action="store_true",
+                        help="Print EXPLAIN ANALYZE of the slowest statement (stderr).")
     args = parser.parse_args()  # fmt: skip
 
     with dataset(args.rows) as data:
@@ -114,6 +121,10 @@ def main() -> None:
             if len(evaluated) != SLOS:
                 raise RuntimeError(f"{len(evaluated)} SLOs evaluated, not {SLOS}")
         with connection.cursor() as cursor:
+            if args.explain:
+                _, sql, params = timer.slowest
+                cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+                print("\n".join(row[0] for row in cursor.fetchall()), file=sys.stderr)
             cursor.execute(
                 "SELECT count(*) FROM api_request WHERE project_id = %s AND time >= %s",
                 [data.project_id, hour],
