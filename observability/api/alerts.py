@@ -18,13 +18,16 @@ from observability.alerting.models import (
     DeliveryAttempt,
     NotificationRule,
 )
-from observability.api.config import ProjectConfigViewSet, StrictModelSerializer
-from observability.api.errors import ErrorSerializer
+from observability.api.config import (
+    NOT_FOUND,
+    ProjectConfigViewSet,
+    StrictModelSerializer,
+    crud_schema,
+)
 from observability.api.listing import ProjectScopedMixin, StrictCursorPagination
 from observability.api.schema import ERROR_RESPONSES
 
 HISTORY = 100
-NOT_FOUND = {404: ErrorSerializer, **ERROR_RESPONSES}
 
 
 class AlertEventSerializer(serializers.ModelSerializer):
@@ -167,23 +170,7 @@ class NewestFirst(StrictCursorPagination):
     page_size = 50
 
 
-def _crud_schema(noun: str, serializer):
-    return extend_schema_view(
-        list=extend_schema(summary=f"List {noun}s",
-                           responses={200: serializer(many=True), **ERROR_RESPONSES}),
-        create=extend_schema(summary=f"Create a {noun} (admin scope)",
-                             responses={201: serializer, **ERROR_RESPONSES}),
-        retrieve=extend_schema(summary=f"Get a {noun}", responses={200: serializer, **NOT_FOUND}),
-        update=extend_schema(summary=f"Replace a {noun} (admin scope)",
-                             responses={200: serializer, **NOT_FOUND}),
-        partial_update=extend_schema(summary=f"Change a {noun} (admin scope)",
-                                     responses={200: serializer, **NOT_FOUND}),
-        destroy=extend_schema(summary=f"Delete a {noun} (admin scope)",
-                              responses={204: None, **NOT_FOUND}),
-    )  # fmt: skip
-
-
-@_crud_schema("notification channel", ChannelSerializer)
+@crud_schema("notification channel", ChannelSerializer)
 class ChannelViewSet(ProjectConfigViewSet):
     queryset = Channel.objects.all()
     serializer_class = ChannelSerializer
@@ -204,7 +191,7 @@ class ChannelViewSet(ProjectConfigViewSet):
         return self.get_paginated_response(DeliverySerializer(page, many=True).data)
 
 
-@_crud_schema("notification rule", RuleSerializer)
+@crud_schema("notification rule", RuleSerializer)
 class RuleViewSet(ProjectConfigViewSet):
     queryset = NotificationRule.objects.prefetch_related("channels")
     serializer_class = RuleSerializer

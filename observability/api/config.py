@@ -4,10 +4,15 @@ change with `admin`."""
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, viewsets
 
 from observability.api.auth import AdminChangesMixin
+from observability.api.errors import ErrorSerializer
 from observability.api.listing import ProjectScopedMixin, StrictCursorPagination
+from observability.api.schema import ERROR_RESPONSES
+
+NOT_FOUND = {404: ErrorSerializer, **ERROR_RESPONSES}
 
 
 class StrictModelSerializer(serializers.ModelSerializer):
@@ -51,3 +56,20 @@ class ProjectConfigViewSet(AdminChangesMixin, ProjectScopedMixin, viewsets.Model
 
     def perform_create(self, serializer):
         serializer.save(project_id=self.request.auth.project_id)
+
+
+def crud_schema(noun: str, serializer):
+    """The OpenAPI description of a ProjectConfigViewSet's six actions."""
+    return extend_schema_view(
+        list=extend_schema(summary=f"List {noun}s",
+                           responses={200: serializer(many=True), **ERROR_RESPONSES}),
+        create=extend_schema(summary=f"Create a {noun} (admin scope)",
+                             responses={201: serializer, **ERROR_RESPONSES}),
+        retrieve=extend_schema(summary=f"Get a {noun}", responses={200: serializer, **NOT_FOUND}),
+        update=extend_schema(summary=f"Replace a {noun} (admin scope)",
+                             responses={200: serializer, **NOT_FOUND}),
+        partial_update=extend_schema(summary=f"Change a {noun} (admin scope)",
+                                     responses={200: serializer, **NOT_FOUND}),
+        destroy=extend_schema(summary=f"Delete a {noun} (admin scope)",
+                              responses={204: None, **NOT_FOUND}),
+    )  # fmt: skip

@@ -6,14 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from observability.alerting import slos
 from observability.alerting.models import Alert, Slo
-from observability.api.config import ProjectConfigViewSet, StrictModelSerializer
+from observability.api.config import ProjectConfigViewSet, StrictModelSerializer, crud_schema
 from observability.api.errors import ErrorSerializer
 from observability.api.schema import ERROR_RESPONSES
 
@@ -101,30 +101,7 @@ class SloStatusSerializer(serializers.Serializer):
     budget_history = HistoryPointSerializer(many=True)
 
 
-@extend_schema_view(
-    list=extend_schema(
-        summary="List SLOs", responses={200: SloSerializer(many=True), **ERROR_RESPONSES}
-    ),
-    create=extend_schema(
-        summary="Create an SLO (admin scope)", responses={201: SloSerializer, **ERROR_RESPONSES}
-    ),
-    retrieve=extend_schema(
-        summary="Get an SLO",
-        responses={200: SloSerializer, 404: ErrorSerializer, **ERROR_RESPONSES},
-    ),
-    update=extend_schema(
-        summary="Replace an SLO (admin scope)",
-        responses={200: SloSerializer, 404: ErrorSerializer, **ERROR_RESPONSES},
-    ),
-    partial_update=extend_schema(
-        summary="Change an SLO (admin scope)",
-        responses={200: SloSerializer, 404: ErrorSerializer, **ERROR_RESPONSES},
-    ),
-    destroy=extend_schema(
-        summary="Delete an SLO and its alerts' states (admin scope)",
-        responses={204: None, 404: ErrorSerializer, **ERROR_RESPONSES},
-    ),
-)
+@crud_schema("SLO", SloSerializer)
 class SloViewSet(ProjectConfigViewSet):
     queryset = Slo.objects.all()
     serializer_class = SloSerializer
