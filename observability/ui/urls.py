@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from observability.ui import accounts, explorer, project_settings, search, views
+from observability.ui import accounts, explorer, project_settings, search, slos, views
 
 app_name = "ui"
 
@@ -17,6 +17,8 @@ project = [
     path("requests/<uuid:event_id>/", explorer.request_detail, name="request"),
     path("requests/<uuid:event_id>/similar/", explorer.request_similar, name="request-similar"),
     path("search/", search.search_page, name="search"),
+    path("slos/", slos.slo_list, name="slos"),
+    path("slos/<int:slo_id>/", slos.slo_detail, name="slo"),
     path("settings/", project_settings.settings_page, name="settings"),
     path("settings/keys/", project_settings.create_key, name="key-create"),
     path("settings/keys/<int:key_id>/revoke/", project_settings.revoke_key, name="key-revoke"),
