@@ -65,7 +65,7 @@ bench-ui: venv ui-assets ## UI pages and fragments on 10M rows, page weight, cha
 	scripts/dev/install-debian-packages.sh chromium fonts-inter
 	$(PY) -m scripts.bench.ui
 
-bench-alerts: venv ## One alert evaluation minute of 1,000 SLOs on 2M requests: database time (reports/bench/alerts.json)
+bench-alerts: venv ## One alert evaluation minute of 1,000 SLOs on 10M requests: database time (reports/bench/alerts.json)
 	$(PY) -m scripts.bench.alerts
 
 clean-data: ## Delete the embedded databases and demo key under .data/
