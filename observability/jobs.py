@@ -20,6 +20,7 @@ from observability.ai import retention as search_retention
 from observability.ai.backfill import backfill
 from observability.alerting import error_groups as error_group_alerts
 from observability.alerting import notify, slos
+from observability.alerting import retention as alerting_retention
 from observability.alerting.models import Slo
 from observability.analytics import backend, retention
 from observability.analytics.refresh import RefreshReport
@@ -51,13 +52,14 @@ def apply_retention(
     dry_run: bool = False,
     connection: BaseDatabaseWrapper = default_connection,
 ) -> RetentionReport:
-    """Delete requests, rollups, search data and error groups past their retention (on
-    TimescaleDB: set its retention policies from the settings)."""
+    """Delete requests, rollups, search data, error groups and alert history past their
+    retention (on TimescaleDB: set its retention policies from the settings)."""
     now = now or datetime.now(UTC)
     report = backend.of(connection).apply_retention(connection, now, dry_run)
     if not dry_run:
         report.rows_deleted |= apply_search_retention(now, connection=connection)
         report.rows_deleted |= apply_error_group_retention(now, connection=connection)
+        report.rows_deleted |= alerting_retention.apply_retention(now)
     return report
 
 

@@ -51,3 +51,20 @@ def test_deleting_an_slo_forgets_its_alerts(project):
     state.record(project.pk, "anomaly", str(slo.pk), True, AT)  # same key, other kind
     assert admin.delete(f"/api/v1/slos/{slo.pk}/").status_code == 204
     assert list(Alert.objects.values_list("kind", flat=True)) == ["anomaly"]
+
+
+def test_retention_deletes_old_history_and_keeps_states(project, settings):
+    from observability.alerting import notify, retention
+    from observability.alerting.models import AlertEvent, Channel, Delivery, NotificationRule
+
+    channel = Channel.objects.create(project=project, name="c", type="webhook",
+                                     url="http://127.0.0.1:9/")  # fmt: skip
+    NotificationRule.objects.create(project=project, name="r").channels.add(channel)
+    state.record(project.pk, "anomaly", "old", True, AT)
+    notify.drain(AT)  # fails: one attempt logged
+    state.record(project.pk, "anomaly", "new", True, AT + timedelta(days=200))
+    deleted = retention.apply_retention(AT + timedelta(days=200))
+    assert deleted == {"apm_notification_attempt": 1, "apm_notification_delivery": 1,
+                       "apm_alert_event": 1}  # fmt: skip
+    assert list(AlertEvent.objects.values_list("alert__key", flat=True)) == ["new"]
+    assert Delivery.objects.count() == 1 and Alert.objects.count() == 2
