@@ -117,3 +117,27 @@ def test_metrics_export_the_burn_rates_the_rules_read(project, client):
     assert f'apm_slo_burn_rate{{{labels},window="1h"}} 0.0' in metrics
     assert f"apm_slo_error_budget_remaining{{{labels}}} 1.0" in metrics
     assert f"apm_slo_target{{{labels}}} 0.999" in metrics
+
+
+def test_metrics_answer_without_the_database(client, django_db_blocker):
+    """A scrape during a database outage keeps the process series; the SLO ones wait."""
+    from django.db import connections
+
+    from apm_platform.processes import free_port
+
+    default = connections["default"]
+    saved = dict(default.settings_dict)
+    with django_db_blocker.unblock():
+        default.close()
+        default.settings_dict.update(
+            HOST="127.0.0.1", PORT=free_port(), OPTIONS={"connect_timeout": 2}
+        )
+        try:
+            response = client.get("/metrics")
+        finally:
+            default.close()
+            default.settings_dict.clear()
+            default.settings_dict.update(saved)
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "apm_http_requests_total" in body and "apm_slo_" not in body
