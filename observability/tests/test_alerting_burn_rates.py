@@ -47,6 +47,15 @@ def evaluate(project, moments) -> None:
         slos.run_alerts(project.pk, at)
 
 
+def fires_first_at(project, kind: str, quiet, watched) -> datetime | None:
+    """Evaluated at the `quiet` minutes, `kind` must not fire; then at the `watched`
+    ones: when it fired first."""
+    evaluate(project, quiet)
+    assert first_firing(project, kind) is None
+    evaluate(project, watched)
+    return first_firing(project, kind)
+
+
 def test_a_fast_burn_pages_within_five_minutes(isolated_project, isolated_api):
     project = isolated_project
     start = hour_floor(datetime.now(UTC)) - 3 * HOUR + 17 * MINUTE
@@ -88,10 +97,10 @@ def test_the_ticket_rule_of_3x_fires_at_its_rate_and_nothing_pages(isolated_proj
     make_slo(project, 99)
     # 1 d * 3 / 3.5 = 20.6 hours; the 2 h window burns 3.5x all along. (The 1x rule
     # reaches its rate at the same time, 3 d * 1 / 3.5: both spend 10 % of the budget.)
-    evaluate(project, [start + n * HOUR for n in range(0, 20)])
-    assert first_firing(project, Alert.Kind.SLO_TICKET) is None
-    evaluate(project, [start + 20 * HOUR + n * 5 * MINUTE for n in range(0, 13)])
-    fired = first_firing(project, Alert.Kind.SLO_TICKET)
+    fired = fires_first_at(
+        project, Alert.Kind.SLO_TICKET, [start + n * HOUR for n in range(0, 20)],
+        [start + 20 * HOUR + n * 5 * MINUTE for n in range(0, 13)],
+    )  # fmt: skip
     assert fired is not None and start + 20.5 * HOUR <= fired <= start + 20.75 * HOUR
     alert = Alert.objects.get(project=project, kind=Alert.Kind.SLO_TICKET)
     assert "3x over 1d and 2h" in alert.payload["rules"]
@@ -106,10 +115,10 @@ def test_the_ticket_rule_of_1x_fires_at_its_rate(isolated_project, isolated_api)
     refresh()
     make_slo(project, 99)
     # 3 d * 1 / 1.25 = 57.6 hours; the 6 h window burns 1.25x, the 1 d one never 3x.
-    evaluate(project, [start + n * 3 * HOUR for n in range(0, 19)])
-    assert first_firing(project, Alert.Kind.SLO_TICKET) is None
-    evaluate(project, [start + 57 * HOUR + n * 10 * MINUTE for n in range(0, 13)])
-    fired = first_firing(project, Alert.Kind.SLO_TICKET)
+    fired = fires_first_at(
+        project, Alert.Kind.SLO_TICKET, [start + n * 3 * HOUR for n in range(0, 19)],
+        [start + 57 * HOUR + n * 10 * MINUTE for n in range(0, 13)],
+    )  # fmt: skip
     assert fired is not None and start + 57.5 * HOUR <= fired <= start + 58 * HOUR
     alert = Alert.objects.get(project=project, kind=Alert.Kind.SLO_TICKET)
     assert alert.payload["rules"] == ["1x over 3d and 6h"]

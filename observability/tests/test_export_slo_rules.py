@@ -13,9 +13,10 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
+from apm_platform.processes import free_port
 from observability.alerting import slos
 from observability.alerting.models import Slo
-from observability.tests.utils import make_project
+from observability.tests.utils import database_unreachable, make_project
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed")
@@ -121,23 +122,8 @@ def test_metrics_export_the_burn_rates_the_rules_read(project, client):
 
 def test_metrics_answer_without_the_database(client, django_db_blocker):
     """A scrape during a database outage keeps the process series; the SLO ones wait."""
-    from django.db import connections
-
-    from apm_platform.processes import free_port
-
-    default = connections["default"]
-    saved = dict(default.settings_dict)
-    with django_db_blocker.unblock():
-        default.close()
-        default.settings_dict.update(
-            HOST="127.0.0.1", PORT=free_port(), OPTIONS={"connect_timeout": 2}
-        )
-        try:
-            response = client.get("/metrics")
-        finally:
-            default.close()
-            default.settings_dict.clear()
-            default.settings_dict.update(saved)
+    with database_unreachable(django_db_blocker, free_port()):
+        response = client.get("/metrics")
     body = response.content.decode()
     assert response.status_code == 200
     assert "apm_http_requests_total" in body and "apm_slo_" not in body
