@@ -9,7 +9,7 @@ PORT ?= 8000
 OPS_VENV ?= .venv-ops
 OPS_BIN := $(abspath $(OPS_VENV))/bin
 
-.PHONY: help venv ui-assets run test lint migrate shell clean-data bench-ingest bench-kpi bench-search bench-sketches bench-ui bench-alerts \
+.PHONY: help venv ui-assets run test lint migrate shell clean-data bench-ingest bench-kpi bench-search bench-sketches bench-ui bench-replication bench-alerts \
 	ops-venv validate secrets certs cluster-config up down backup-up monitoring-up \
 	cluster-up cluster-down app-up backup-full backup-check deploy \
 	drill-baseline drill-primary-restore drill-failover drill-minio-outage \
@@ -64,6 +64,9 @@ bench-sketches: venv ## Sketch merge cost with pgvector vs without (reports/benc
 bench-ui: venv ui-assets ## UI pages and fragments on 10M rows, page weight, chart points (reports/bench/ui.json)
 	scripts/dev/install-debian-packages.sh chromium fonts-inter
 	$(PY) -m scripts.bench.ui
+
+bench-replication: venv ## Commit and ingest latency, synchronous vs asynchronous replication, on the running local cluster (reports/bench/replication.json)
+	$(PY) -m scripts.bench.replication
 
 bench-alerts: venv ## One alert evaluation minute of 1,000 SLOs on 10M requests: database time (reports/bench/alerts.json)
 	$(PY) -m scripts.bench.alerts

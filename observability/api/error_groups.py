@@ -3,32 +3,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import django_filters
-from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Subquery, Sum
-from django.db.models.functions import Coalesce
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, serializers, viewsets
 from rest_framework.response import Response
 
 from observability.api.errors import ErrorSerializer
-from observability.api.listing import (
-    ProjectScopedMixin,
-    StrictCursorPagination,
-    StrictOrderingFilter,
-)
+from observability.api.listing import StrictCursorPagination, StrictOrderingFilter
 from observability.api.params import IsoDateTimeFilter, WindowForm
 from observability.api.requests import ApiRequestSerializer
 from observability.api.schema import ERROR_RESPONSES
-from observability.models import ApiRequest, ErrorGroup, ErrorGroupEndpoint, ErrorGroupHour
-
-SAMPLES = 10
-ENDPOINTS = 50
-DEFAULT_TIMELINE = timedelta(days=7)
-MAX_TIMELINE = timedelta(days=31)  # 744 hourly points
+from observability.error_groups import queries
+from observability.error_groups.queries import ENDPOINTS, SAMPLES
+from observability.models import ErrorGroup, ErrorGroupEndpoint
 
 
 class ErrorGroupSerializer(serializers.ModelSerializer):
@@ -96,23 +83,14 @@ class StatusChangeSerializer(serializers.ModelSerializer):
         return attrs
 
     def update(self, group: ErrorGroup, validated_data: dict) -> ErrorGroup:
-        status = validated_data["status"]
-        with transaction.atomic():
-            # Ingest counts the group under the same lock (error_groups/store.py).
-            group = ErrorGroup.objects.select_for_update().get(pk=group.pk)
-            group.status = status
-            group.resolved_at = timezone.now() if status == ErrorGroup.Status.RESOLVED else None
-            group.save(update_fields=["status", "resolved_at"])
-        return group
+        return queries.set_status(group, validated_data["status"])
 
 
 class ErrorGroupFilter(django_filters.FilterSet):
     """Groups seen in the window (`from` inclusive, `to` exclusive)."""
 
     service = django_filters.CharFilter(help_text="Exact service name.")
-    endpoint = django_filters.CharFilter(
-        method="filter_endpoint", help_text="Groups seen on this endpoint (route template)."
-    )
+    endpoint = django_filters.CharFilter(help_text="Groups seen on this endpoint (route template).")
     status = django_filters.ChoiceFilter(choices=ErrorGroup.Status.choices)
     from_ = IsoDateTimeFilter(
         field_name="last_seen", lookup_expr="gte", help_text="Start of the window (ISO 8601)."
@@ -126,30 +104,20 @@ class ErrorGroupFilter(django_filters.FilterSet):
         fields: list[str] = []
         form = WindowForm
 
-    def filter_endpoint(self, queryset, name, value):
-        seen_on = ErrorGroupEndpoint.objects.filter(group=OuterRef("pk"), endpoint=value)
-        return queryset.filter(Exists(seen_on))
-
-    @property
-    def qs(self):
-        return with_window_count(super().qs, self.form.cleaned_data)
+    def filter_queryset(self, queryset):
+        """The filters above document and check the parameters; the domain applies them."""
+        data = self.form.cleaned_data
+        return queries.seen(
+            queryset,
+            start=data.get("from"),
+            end=data.get("to"),
+            service=data.get("service"),
+            endpoint=data.get("endpoint"),
+            status=data.get("status"),
+        )
 
 
 ErrorGroupFilter.base_filters["from"] = ErrorGroupFilter.base_filters.pop("from_")
-
-
-def with_window_count(groups, window: dict):
-    """`window_count`: the group's occurrences in the hours overlapping the window."""
-    start, end = window.get("from"), window.get("to")
-    if start is None and end is None:
-        return groups.annotate(window_count=F("count"))
-    hours = ErrorGroupHour.objects.filter(group=OuterRef("pk"))
-    if start is not None:
-        hours = hours.filter(bucket__gte=_hour_of(start))
-    if end is not None:
-        hours = hours.filter(bucket__lt=end)
-    total = hours.values("group").annotate(total=Sum("count")).values("total")
-    return groups.annotate(window_count=Coalesce(Subquery(total), 0))
 
 
 class ErrorGroupPagination(StrictCursorPagination):
@@ -186,33 +154,30 @@ TIMELINE_PARAMETERS = [
     ),
 )
 class ErrorGroupViewSet(
-    ProjectScopedMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,
 ):
-    # A group exists once its first request is stored (count 0 only when that request
-    # turned out unstorable).
-    queryset = ErrorGroup.objects.filter(count__gt=0)
+    queryset = ErrorGroup.objects.none()  # the model, for the schema; see get_queryset
     serializer_class = ErrorGroupSerializer
     filterset_class = ErrorGroupFilter
     # Filters first: they add the window_count that ordering may sort by.
     filter_backends = [*viewsets.GenericViewSet.filter_backends, StrictOrderingFilter]
-    ordering_fields = ["count", "window_count", "last_seen", "first_seen"]
+    ordering_fields = list(queries.ORDERINGS)
     ordering_tie_breaker = "id"
     pagination_class = ErrorGroupPagination
     http_method_names = ["get", "patch", "head", "options"]
 
+    def get_queryset(self):
+        """Every query is limited to the project of the authenticating API key."""
+        return queries.of_project(self.request.auth.project_id)
+
     def retrieve(self, request, *args, **kwargs):
         group = self.get_object()
-        group.timeline = _timeline(group, *_timeline_window(request.query_params))
+        group.timeline = queries.timeline(group, *_timeline_window(request.query_params))
         group.window_count = sum(hour["count"] for hour in group.timeline)
-        group.endpoints = ErrorGroupEndpoint.objects.filter(group=group).order_by(
-            "-count", "endpoint", "method"
-        )[:ENDPOINTS]
-        group.samples = ApiRequest.objects.filter(
-            project_id=group.project_id, error_group_id=group.pk
-        ).order_by("-time")[:SAMPLES]
+        group.endpoints = queries.endpoints(group)
+        group.samples = queries.samples(group)
         return Response(ErrorGroupDetailSerializer(group).data)
 
     def partial_update(self, request, *args, **kwargs):
@@ -227,19 +192,8 @@ def _timeline_window(query_params):
     form = ErrorGroupFilter(query_params, queryset=ErrorGroup.objects.none()).form
     if not form.is_valid():
         raise exceptions.ValidationError(form.errors)
-    end = form.cleaned_data.get("to") or timezone.now()
-    start = form.cleaned_data.get("from") or end - DEFAULT_TIMELINE
-    if end - start > MAX_TIMELINE:
-        raise exceptions.ValidationError({"from": [f"The timeline may span at most "
-                                                   f"{MAX_TIMELINE.days} days."]})  # fmt: skip
+    given = form.cleaned_data
+    start, end = queries.default_timeline(given.get("from"), given.get("to"))
+    if reason := queries.timeline_error(start, end):
+        raise exceptions.ValidationError({"from": [reason]})
     return start, end
-
-
-def _timeline(group: ErrorGroup, start, end) -> list[dict]:
-    hours = ErrorGroupHour.objects.filter(group=group, bucket__gte=_hour_of(start), bucket__lt=end)
-    return list(hours.order_by("bucket").values("bucket", "count"))
-
-
-def _hour_of(moment):
-    """The start of the UTC hour holding `moment` (the window's first hourly bucket)."""
-    return moment.replace(minute=0, second=0, microsecond=0)

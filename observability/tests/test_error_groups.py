@@ -391,3 +391,31 @@ def test_retention_follows_the_rollups(ingest, project, settings):
     assert groups_of(project) == [recent]
     assert deleted["apm_error_group"] == 1 and deleted["apm_error_group_endpoint"] == 1
     assert not ErrorGroupEndpoint.objects.filter(group_id=old.pk).exists()
+
+
+def test_window_count_sums_the_hours_in_the_window_for_every_group(ingest, project):
+    """Groups seen only within the window count their lifetime count (queries.py's
+    shortcut), the others sum their hours: the two agree with the hours in every case."""
+    from observability.error_groups import queries
+
+    ingest([failed(error_message="disk 1 full", time=minutes_ago(60 * 72))])
+    ingest([failed(error_message=f"disk {n} full", time=minutes_ago(n)) for n in (5, 9)])
+    ingest([failed(error_message=f"cache {n} cold", time=minutes_ago(30 + n)) for n in (1, 2)])
+    ingest([failed(error_message="queue 3 stuck", time=minutes_ago(60 * 50))])
+    now = timezone.now()
+    windows = [(now - timedelta(days=1), now), (now - timedelta(days=4), now),
+               (now - timedelta(days=4), now - timedelta(hours=20)), (None, now), (now, None),
+               (now - timedelta(minutes=20), now + timedelta(hours=1))]  # fmt: skip
+    for start, end in windows:
+        counted = queries.with_window_count(queries.of_project(project.pk), start, end)
+        for group in counted:
+            hours = group_hours(group)
+            if start is not None:
+                hours = hours.filter(bucket__gte=queries.hour_of(start))
+            if end is not None:
+                hours = hours.filter(bucket__lt=end)
+            expected = sum(hour.count for hour in hours)
+            assert group.window_count == expected, (group.title, start, end)
+    disk = ErrorGroup.objects.get(project=project, title="disk 1 full")
+    day = queries.with_window_count(ErrorGroup.objects.filter(pk=disk.pk), now - timedelta(days=1))
+    assert (disk.count, day.get().window_count) == (3, 2)

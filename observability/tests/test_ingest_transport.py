@@ -76,8 +76,8 @@ def proxy(server, tmp_path_factory):
         "/etc/nginx/": f"{prefix}/",
         "pid /tmp/nginx.pid": f"pid {prefix}/nginx.pid",
         "web:8000": f"127.0.0.1:{server.port}",
-        "listen 80;": f"listen 127.0.0.1:{free_port()};",
-        "listen 443 ssl http2;": f"listen 127.0.0.1:{https} ssl http2;",
+        "listen 8080;": f"listen 127.0.0.1:{free_port()};",
+        "listen 8443 ssl http2;": f"listen 127.0.0.1:{https} ssl http2;",
         "listen 9443 ssl;": f"listen 127.0.0.1:{free_port()} ssl;",
     }
     (prefix / "conf.d").mkdir()

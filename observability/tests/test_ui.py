@@ -1,5 +1,6 @@
 """The UI through Django's test client: sign-in and its throttling, who sees which
-project, the admin-only settings (keys, Apdex), bad parameters, the demo sign-in.
+project, the admin-only settings (keys, Apdex), error groups and their status actions,
+bad parameters, the demo sign-in.
 
 The same pages in a real browser: test_ui_browser.py.
 """
@@ -15,8 +16,21 @@ from django.test import Client
 from django.utils import timezone
 
 from observability import demo
-from observability.models import ApiKey, LoginThrottle, Membership, Role, ServiceSettings
-from observability.tests.utils import client_with, make_project, make_request
+from observability.models import (
+    ApiKey,
+    ErrorGroup,
+    LoginThrottle,
+    Membership,
+    Role,
+    ServiceSettings,
+)
+from observability.tests.utils import (
+    client_with,
+    event_payload,
+    make_key,
+    make_project,
+    make_request,
+)
 
 PASSWORD = "correct horse battery staple"
 
@@ -198,6 +212,9 @@ def test_bad_scope_parameters_are_a_400_naming_them(project, query, parameter):
         ("search/?q=x&mode=psychic", "mode"),
         ("charts/?part=pie&service=checkout", "part"),
         ("charts/?part=latency&service=checkout&endpoint=/cart", "method"),
+        ("errors/?status=closed", "status"),
+        ("errors/?sort=title", "sort"),
+        ("errors/table/?sort=-count", "sort"),
     ],
 )
 def test_bad_page_parameters_are_a_400_naming_them(project, path, parameter):
@@ -250,3 +267,114 @@ def test_the_distribution_chart_merges_sketch_buckets_into_bands():
     assert bands["count"] == [3, 35, 17, 500, 1024]
     assert bands["x"] == sorted(bands["x"])
     assert all(low < high for low, high in zip(bands["low"], bands["x"], strict=True))
+
+
+def failures(ingest, project, *messages, **fields) -> list[ErrorGroup]:
+    """Ingest one failed request per message; the project's groups, oldest first."""
+    response = ingest([event_payload(status_code=500, error_message=m, **fields) for m in messages])
+    assert response.status_code == 200, response.json()
+    return list(ErrorGroup.objects.filter(project=project).order_by("id"))
+
+
+def test_the_errors_page_lists_groups_with_the_apis_numbers(ingest, project):
+    failures(ingest, project, "cart 1 locked", "cart 2 locked", "cart 3 locked")
+    failures(ingest, project, "gateway 504", endpoint="/pay", exception_type="GatewayError")
+    client = signed_in(member(project))
+    page = client.get("/p/acme/errors/?range=24h&sort=count")
+    assert page.status_code == 200
+    text = page.content.decode()
+    # The real messages (the first ingested), not the normalised text.
+    assert "cart 1 locked" in text and "&lt;id&gt;" not in text and "<id>" not in text
+    rows = re.findall(r'data-group="(\d+)" data-window-count="(\d+)"', text)
+    start, end = re.search(r'data-window-start="([^"]+)" data-window-end="([^"]+)"', text).groups()
+    listed = client_with(make_key(project)).get(
+        "/api/v1/error-groups/", {"from": start, "to": end, "ordering": "-window_count"}
+    )
+    assert rows == [(str(g["id"]), str(g["window_count"])) for g in listed.json()["results"]]
+    assert [count for _, count in rows] == ["3", "1"]
+    assert "GatewayError" in text
+    # The table fragment, filtered by status and service.
+    fragment = client.get("/p/acme/errors/table/?range=24h&status=resolved").content.decode()
+    assert 'id="error-groups"' in fragment and "No error groups match" in fragment
+    assert "<html" not in fragment
+    assert "cart 1 locked" not in client.get("/p/acme/errors/?service=billing").content.decode()
+
+
+def test_errors_empty_states_say_so(project):
+    client = signed_in(member(project))
+    assert "No errors in this range" in client.get("/p/acme/errors/").content.decode()
+
+
+def test_a_group_page_shows_its_timeline_endpoints_and_samples(ingest, project):
+    (group,) = failures(ingest, project, "order 8c1f2b not found", "order 77aa01 not found")
+    response = signed_in(member(project)).get(f"/p/acme/errors/{group.pk}/?range=7d")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "order 8c1f2b not found" in text and group.fingerprint in text
+    assert 'data-window-count="2"' in text
+    assert text.count("/p/acme/requests/") >= 2  # samples link to the request page
+    assert 'data-chart="occurrences"' in text
+    # No actions for a viewer.
+    assert "Resolve" not in text
+
+
+def test_viewers_cannot_change_a_groups_status_and_admins_can(ingest, project):
+    (group,) = failures(ingest, project, "boom 1")
+    viewer = signed_in(member(project, Role.VIEWER))
+    refused = viewer.post(f"/p/acme/errors/{group.pk}/status/", {"status": "resolved"})
+    assert refused.status_code == 403
+    group.refresh_from_db()
+    assert group.status == "open"
+
+    admin = Client(enforce_csrf_checks=True)
+    admin.force_login(member(project, Role.ADMIN, username="ada"))
+    page = admin.get(f"/p/acme/errors/{group.pk}/?range=7d").content.decode()
+    assert 'value="resolved"' in page and 'value="ignored"' in page
+    url = f"/p/acme/errors/{group.pk}/status/?range=7d"
+    assert admin.post(url, {"status": "resolved"}).status_code == 403  # without CSRF
+    token = admin.cookies["csrftoken"].value
+    response = admin.post(url, {"status": "resolved", "csrfmiddlewaretoken": token})
+    assert response.status_code == 302
+    assert response["Location"] == f"/p/acme/errors/{group.pk}/?range=7d"
+    group.refresh_from_db()
+    assert group.status == "resolved" and group.resolved_at is not None
+    page = admin.get(response["Location"]).content.decode()
+    assert "Error group resolved." in page and 'value="open"' in page  # Reopen
+
+    bad = admin.post(url, {"status": "fixed", "csrfmiddlewaretoken": token})
+    assert bad.status_code == 400 and "<code>status</code>" in bad.content.decode()
+    assert admin.get(url).status_code == 405
+
+
+def test_another_projects_group_is_404(ingest, project, other_project):
+    other_api = client_with(make_key(other_project))
+    other_api.post("/api/v1/ingest/", [event_payload(status_code=500)], format="json")
+    theirs = ErrorGroup.objects.get(project=other_project)
+    client = signed_in(member(project, Role.ADMIN))
+    assert client.get(f"/p/acme/errors/{theirs.pk}/").status_code == 404
+    response = client.post(f"/p/acme/errors/{theirs.pk}/status/", {"status": "resolved"})
+    assert response.status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.status == "open"
+    assert client.get("/p/acme/errors/999999/").status_code == 404
+
+
+def test_a_group_timeline_longer_than_the_apis_is_a_400(ingest, project):
+    (group,) = failures(ingest, project, "boom")
+    client = signed_in(member(project))
+    response = client.get(
+        f"/p/acme/errors/{group.pk}/?range=custom&from=2026-01-01T00:00Z&to=2026-03-01T00:00Z"
+    )
+    assert response.status_code == 400
+    assert "<code>from</code>" in response.content.decode()
+
+
+@pytest.mark.parametrize("path, tab", [
+    ("", "Overview"), ("service/?service=checkout", "Overview"), ("requests/", "Requests"),
+    ("errors/", "Errors"), ("search/", "Search"), ("settings/", "Settings"),
+])  # fmt: skip
+def test_the_nav_marks_the_current_pages_tab(project, path, tab):
+    client = signed_in(member(project, Role.ADMIN))
+    page = client.get(f"/p/{project.slug}/{path}").content.decode()
+    current = re.findall(r'<a href="[^"]*" aria-current="page">([^<]+)</a>', page)
+    assert current == [tab]

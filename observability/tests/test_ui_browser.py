@@ -2,7 +2,8 @@
 test server on seeded data.
 
 Sign in, open every page (a screenshot of each under .data/ui-screenshots/), numbers
-shown equal the API's for the same window, charts draw their series on the canvas,
+shown equal the API's for the same window (error groups too), charts draw their series
+on the canvas, an admin resolves an error group,
 range, environment, sort, zoom and filters change the URL and the data, the keyboard
 reaches every control, a viewer cannot reach settings, another project is 404.
 Chromium comes from `scripts/dev/install-debian-packages.sh chromium` (Playwright's own
@@ -14,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 
@@ -27,7 +28,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from apm_platform.processes import BASE_DIR
 from observability import jobs
-from observability.models import ApiRequest, Membership, Project, Role
+from observability.models import ApiRequest, ErrorGroup, Membership, Project, Role
 from observability.tests.utils import make_key, make_project, make_request
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -42,6 +43,7 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 SCREENSHOTS = BASE_DIR / ".data" / "ui-screenshots"
 PASSWORD = "a long enough test password"
 ACCENT = (0x24, 0x59, 0xD6)  # app.css --accent, the p95 line
+BAD = (0xC4, 0x32, 0x1F)  # app.css --bad, the occurrences bars
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -89,6 +91,9 @@ class Seeded:
         # A fixed window, given to the UI and to the API alike.
         end = timezone.now().replace(second=0, microsecond=0)
         self.window = {"from": (end - timedelta(days=2)).isoformat(), "to": end.isoformat()}
+
+    def busiest_group(self) -> ErrorGroup:
+        return ErrorGroup.objects.filter(project=self.project).order_by("-count", "id").first()
 
     def failed_request_id(self) -> uuid.UUID:
         rows = ApiRequest.objects.filter(project=self.project, status_code__gte=500)
@@ -182,6 +187,8 @@ def test_every_page_opens_after_sign_in(page, seeded):
         "request": f"{base}/requests/{event_id}/?range=7d",
         "search": f"{base}/search/?q=gateway+timeout&range=7d",
         "settings": f"{base}/settings/",
+        "errors": f"{base}/errors/?{window}",
+        "error-group": f"{base}/errors/{seeded.busiest_group().pk}/?{window}",
         "empty-range": f"{base}/service/?service=checkout&range=custom"
         "&from=2020-01-01T00:00Z&to=2020-01-02T00:00Z",
     }
@@ -213,6 +220,23 @@ def test_numbers_shown_equal_the_apis_for_the_same_window(page, seeded, api):
     assert_cards_equal(page, api("/api/v1/kpis/", **endpoint, **seeded.window))
 
 
+def pixels_of(page: Page, chart: str, colour: tuple[int, int, int]) -> int:
+    """How many pixels of a chart's canvas are (nearly) of this colour."""
+    return page.evaluate(
+        """([chart, [r, g, b]]) => {
+            const canvas = document.querySelector(`[data-chart=${chart}] canvas`);
+            const ctx = canvas.getContext('2d');
+            const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+            const near = (i, c) => Math.abs(data[i] - c) < 8;
+            let n = 0;
+            for (let i = 0; i < data.length; i += 4)
+                if (near(i, r) && near(i + 1, g) && near(i + 2, b)) n++;
+            return n;
+        }""",
+        [chart, list(colour)],
+    )
+
+
 def test_charts_draw_their_series(page, seeded, api):
     sign_in(page, "vic")
     window = {"range": "custom", **seeded.window}
@@ -223,20 +247,7 @@ def test_charts_draw_their_series(page, seeded, api):
     for chart in ("traffic", "errors", "apdex", "distribution"):
         assert drawn[chart]["points"] > 0, chart
     # The p95 line is on the canvas: pixels of its colour.
-    accent_pixels = page.evaluate(
-        """([r, g, b]) => {
-            const canvas = document.querySelector('[data-chart=latency] canvas');
-            const ctx = canvas.getContext('2d');
-            const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-            const near = (i, c) => Math.abs(data[i] - c) < 8;
-            let n = 0;
-            for (let i = 0; i < data.length; i += 4)
-                if (near(i, r) && near(i + 1, g) && near(i + 2, b)) n++;
-            return n;
-        }""",
-        list(ACCENT),
-    )
-    assert accent_pixels > 200
+    assert pixels_of(page, "latency", ACCENT) > 200
     # Hovering shows the exact values of a bucket in the legend.
     over = page.locator("[data-chart=latency] .u-over").bounding_box()
     page.mouse.move(over["x"] + over["width"] * 0.5, over["y"] + over["height"] * 0.5)
@@ -352,7 +363,7 @@ def tab_through(page: Page) -> None:
 
 
 KEYBOARD_PAGES = ["/", "/service/?service=checkout&range=7d", "/requests/?range=7d",
-                  "/search/?q=timeout&range=7d", "/settings/"]  # fmt: skip
+                  "/search/?q=timeout&range=7d", "/settings/", "/errors/?range=7d"]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", KEYBOARD_PAGES)
@@ -394,3 +405,69 @@ def test_an_admin_creates_a_key_shown_once(page, seeded, api):
     assert response.status_code == 200
     open_page(page, f"/p/{seeded.slug}/settings/")
     assert plaintext not in page.content()
+
+
+def test_error_groups_show_the_apis_numbers_and_their_timeline(page, seeded, api):
+    sign_in(page, "vic")
+    window = {"range": "custom", **seeded.window}
+    open_page(page, f"/p/{seeded.slug}/?{urlencode(window)}")
+    page.get_by_role("navigation", name="Project pages").get_by_role("link", name="Errors").click()
+    expect(page).to_have_url(re.compile(r"/errors/\?"))
+    assert query_of(page)["from"] == seeded.window["from"]  # the scope carries on
+
+    # Sorting by the count in range: the table is replaced (htmx), the URL keeps it.
+    page.locator("#error-groups thead a", has_text="In range").click()
+    expect(page).to_have_url(re.compile(r"sort=count"))
+    expect(page.locator("#error-groups th[aria-sort]")).to_contain_text("In range")
+    listed = api("/api/v1/error-groups/", ordering="-window_count", **seeded.window)["results"]
+    assert listed, "the seeded data has failures"
+    rows = page.locator("#error-groups tbody tr").all()
+    shown_rows = [
+        (int(row.get_attribute("data-group")), int(row.get_attribute("data-window-count")),
+         row.locator("th").inner_text()) for row in rows
+    ]  # fmt: skip
+    assert shown_rows == [(g["id"], g["window_count"], g["title"]) for g in listed]
+    assert "<id>" not in " ".join(title for *_, title in shown_rows)  # real messages
+
+    # Filtering by status: none is resolved yet.
+    page.get_by_label("Status").select_option("resolved")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_text("No error groups match these filters")).to_be_visible()
+
+    # The busiest group's page: its count in range and its timeline are the API's.
+    group = listed[0]
+    open_page(page, f"/p/{seeded.slug}/errors/{group['id']}/?{urlencode(window)}")
+    detail = api(f"/api/v1/error-groups/{group['id']}/", **seeded.window)
+    count = page.locator("[data-window-count]").get_attribute("data-window-count")
+    assert int(count) == detail["window_count"] == group["window_count"]
+    drawn = page.evaluate("window.apmCharts.occurrences")
+    start, end = (datetime.fromisoformat(seeded.window[k]) for k in ("from", "to"))
+    hours = math.ceil((end - start.replace(minute=0)).total_seconds() / 3600)
+    assert drawn["series"] == 1 and drawn["points"] == hours  # every hour, 0 without any
+    assert pixels_of(page, "occurrences", BAD) > 50
+    samples = page.locator("#group-samples tbody tr a.mono")
+    assert samples.count() == len(detail["samples"]) > 0
+    shown_endpoints = page.locator("#group-endpoints tbody a").all_inner_texts()
+    assert shown_endpoints == [f"{e['method']} {e['endpoint']}" for e in detail["endpoints"]]
+    expect(page.get_by_role("button", name="Resolve")).to_have_count(0)  # a viewer
+    samples.first.click()
+    expect(page.locator("h1.mono")).to_have_text(detail["samples"][0]["event_id"])
+
+
+def test_an_admin_resolves_a_group_from_the_keyboard(page, seeded, api):
+    group = seeded.busiest_group()
+    sign_in(page, "ada")
+    open_page(page, f"/p/{seeded.slug}/errors/{group.pk}/?range=7d")
+    expect(page.locator("#group-status")).to_have_text("open")
+    tab_through(page)  # the status actions among them
+    page.get_by_role("button", name="Resolve").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("#group-status")).to_have_text("resolved")
+    expect(page.get_by_role("status")).to_contain_text("Error group resolved.")
+    assert query_of(page)["range"] == "7d"
+    assert api(f"/api/v1/error-groups/{group.pk}/")["status"] == "resolved"
+    page.screenshot(path=SCREENSHOTS / "error-group-resolved.png", full_page=True)
+    page.get_by_role("button", name="Reopen").click()
+    expect(page.locator("#group-status")).to_have_text("open")
+    assert api(f"/api/v1/error-groups/{group.pk}/")["status"] == "open"

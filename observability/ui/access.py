@@ -21,6 +21,9 @@ def project_of(user, slug: str) -> tuple[Project, str]:
     return project, role
 
 
-def require_admin(role: str) -> None:
+SETTINGS_ARE_FOR_ADMINS = "Project settings are for the project's admins."
+
+
+def require_admin(role: str, reason: str = SETTINGS_ARE_FOR_ADMINS) -> None:
     if role != Role.ADMIN:
-        raise PermissionDenied("Project settings are for the project's admins.")
+        raise PermissionDenied(reason)

@@ -7,6 +7,7 @@ the line), not zero.
 from __future__ import annotations
 
 import math
+from datetime import datetime, timedelta
 
 from observability.analytics import sketch
 
@@ -83,3 +84,12 @@ def _band_of(low: float, high: float) -> int:
 def _significant(value: float) -> float:
     """Four significant digits: sub-millisecond bands stay apart, JSON stays short."""
     return float(f"{value:.4g}")
+
+
+def hourly_counts(hours: list[dict], start: datetime, end: datetime) -> dict:
+    """Occurrences per UTC hour from `start` (an hour's start) to `end`: every hour, 0
+    where the timeline has none (no occurrence is a count of zero, not a gap)."""
+    counts = {int(hour["bucket"].timestamp()): hour["count"] for hour in hours}
+    hour = int(timedelta(hours=1).total_seconds())
+    x = list(range(int(start.timestamp()), int(end.timestamp()), hour))
+    return {"x": x, "count": [counts.get(epoch, 0) for epoch in x]}

@@ -19,6 +19,14 @@ from observability.models import Dimension, DimensionValue, Project, Role
 from observability.ui import access
 from observability.ui.scope import BadParameter, Scope
 
+# The tab of the project nav each page belongs to (by URL name).
+TAB_OF_PAGE = {
+    "overview": "overview", "service": "overview", "endpoint": "overview",
+    "requests": "requests", "request": "requests",
+    "errors": "errors", "error-group": "errors",
+    "search": "search", "settings": "settings", "slos": "slos", "slo": "slos",
+}  # fmt: skip
+
 
 @dataclasses.dataclass
 class Page:
@@ -42,6 +50,13 @@ class Page:
     def projects(self):
         return Project.objects.visible_to(self.request.user).only("slug", "name")
 
+    def services(self) -> list[str]:
+        return list(
+            DimensionValue.objects.filter(project=self.project, dimension=Dimension.SERVICE)
+            .order_by("value")
+            .values_list("value", flat=True)
+        )
+
     def environments(self) -> list[str]:
         return list(
             DimensionValue.objects.filter(project=self.project, dimension=Dimension.ENVIRONMENT)
@@ -50,7 +65,9 @@ class Page:
         )
 
     def context(self, **extra) -> dict:
-        return {"page": self, "project": self.project, "scope": self.scope, **extra}
+        match = self.request.resolver_match
+        nav = TAB_OF_PAGE.get(match.url_name if match else "")
+        return {"page": self, "project": self.project, "scope": self.scope, "nav": nav, **extra}
 
 
 def project_page(view):

@@ -43,11 +43,7 @@ class ApdexForm(forms.ModelForm):
 
 def _context(page: Page, **extra) -> dict:
     project = page.project
-    services = list(
-        DimensionValue.objects.filter(project=project, dimension=Dimension.SERVICE)
-        .order_by("value")
-        .values_list("value", flat=True)
-    )
+    services = page.services()
     thresholds = ServiceSettings.objects.apdex_thresholds(project.pk, set(services))
     admitted = (
         DimensionValue.objects.filter(project=project)

@@ -36,7 +36,7 @@ def slo_list(request, page: Page):
         }
         for slo in project_slos
     ]
-    return render(request, "ui/slos.html", page.context(nav="slos", rows=rows))
+    return render(request, "ui/slos.html", page.context(rows=rows))
 
 
 @project_page
@@ -55,7 +55,7 @@ def slo_detail(request, page: Page, slo_id: int):
     history = slos.budget_history(slo, at, connection=page.database)
     states = _alert_states(page.project.pk, [slo.pk])
     context = page.context(
-        nav="slos", slo=slo, evaluation=evaluation, rates=rates, rules=rules,
+        slo=slo, evaluation=evaluation, rates=rates, rules=rules,
         sli=None if evaluation.window.sli is None else 100 * evaluation.window.sli,
         page_state=states.get((Alert.Kind.SLO_PAGE, str(slo.pk)), Alert.State.OK),
         ticket_state=states.get((Alert.Kind.SLO_TICKET, str(slo.pk)), Alert.State.OK),

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from observability.ui import accounts, explorer, project_settings, search, slos, views
+from observability.ui import accounts, errors, explorer, project_settings, search, slos, views
 
 app_name = "ui"
 
@@ -17,6 +17,10 @@ project = [
     path("requests/<uuid:event_id>/", explorer.request_detail, name="request"),
     path("requests/<uuid:event_id>/similar/", explorer.request_similar, name="request-similar"),
     path("search/", search.search_page, name="search"),
+    path("errors/", errors.errors_page, name="errors"),
+    path("errors/table/", errors.errors_table, name="errors-table"),
+    path("errors/<int:group_id>/", errors.error_group, name="error-group"),
+    path("errors/<int:group_id>/status/", errors.set_group_status, name="error-group-status"),
     path("slos/", slos.slo_list, name="slos"),
     path("slos/<int:slo_id>/", slos.slo_detail, name="slo"),
     path("settings/", project_settings.settings_page, name="settings"),

@@ -285,8 +285,9 @@ def error_grouping_cost(url: str, headers: dict, args) -> dict:
 
 def compare_versions(scratch: Path, code_dir: Path, args) -> dict:
     """REST and OTLP throughput of this code and of another checkout's, each on a new
-    database its own code migrated, streaming the same bodies in alternating rounds."""
-    rounds = 6
+    database its own code migrated, streaming the same bodies in alternating rounds (more,
+    shorter rounds cancel more of a noisy machine's bursts)."""
+    rounds = args.compare_rounds
     servers, headers = [], []
     with contextlib.ExitStack() as stack:
         for name, code in (("this", BASE_DIR), ("compared", code_dir)):
@@ -335,6 +336,7 @@ def main() -> None:
         "change): REST and OTLP throughput of both, in alternating rounds, and the ratios.",
     )  # fmt: skip
     parser.add_argument("--compare-seconds", type=float, default=30)
+    parser.add_argument("--compare-rounds", type=int, default=6)
     parser.add_argument("--client-threads", type=int, default=4)
     parser.add_argument("--output", default=str(REPORTS / "ingest.json"))
     args = parser.parse_args()
@@ -377,6 +379,13 @@ def main() -> None:
             sampler.running = False
             server.stop()
 
+        # Before Django is set up here (for the ORM baseline): its logging configuration
+        # would log every request of the benchmark's own HTTP client.
+        compared = (
+            compare_versions(Path(scratch), args.compare_with.resolve(), args)
+            if args.compare_with
+            else {}
+        )
         baseline_events = make_events(200_000, datetime.now(UTC))
         copy_rate = copy_baseline(database.url(), baseline_events, connections=WORKERS)
         os.environ["DATABASE_URL"] = database.url()  # the ORM baseline's Django uses it
@@ -386,11 +395,6 @@ def main() -> None:
         django.setup()
         orm_rate = orm_baseline(make_events(50_000, datetime.now(UTC)))
         serializer_rate = serializer_baseline(make_events(20_000, datetime.now(UTC)))
-        compared = (
-            compare_versions(Path(scratch), args.compare_with.resolve(), args)
-            if args.compare_with
-            else {}
-        )
 
     events_per_s = events / elapsed
     result = {

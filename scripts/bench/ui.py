@@ -2,6 +2,9 @@
 requests over 30 days), its page weight, and a chart of 10,000 points.
 
 One run: the KPI benchmark's loader (scripts/bench/kpi.py) fills a scratch PostgreSQL;
+the loaded 5xx are grouped as ingest groups a 5xx without a message (one group per
+service, endpoint and method, its hours, endpoints and requests), beside a long tail of
+LONG_TAIL_GROUPS groups seen in one hour each (many small problems: the list's cost);
 a user signs in over HTTP to gunicorn (2 workers), then each page and each htmx fragment
 at the 30-day range is fetched `--runs` times: p50/p95 of the response time on loopback
 (an upper bound of the server time). The JavaScript and CSS the first page load fetches
@@ -28,6 +31,7 @@ from scripts.bench.kpi import dataset, percentile, timed_gets
 from scripts.bench.report import REPORTS, write_report
 
 USERNAME, PASSWORD = "bench", "bench-ui-password"
+LONG_TAIL_GROUPS = 5000
 BUDGET_MS, BUDGET_BYTES, CHART_POINTS = 150, 300 * 1024, 10_000
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                "--no-first-run", "--disable-background-networking",
@@ -57,6 +61,73 @@ def prepare_accounts(project_id: int) -> None:
         DimensionValue(project_id=project_id, dimension=d, scope=scope, value=v)
         for d, scope, v in values
     )
+
+
+# The loader writes with COPY, past ingest: its 5xx get the groups ingest would give a
+# 5xx without a message (kind `status`: service, endpoint and status code).
+ERROR_GROUPS = """
+INSERT INTO apm_error_group (project_id, fingerprint, version, kind, service, endpoint, title,
+                             exception_type, stacktrace, status, first_seen, last_seen, count,
+                             times_reopened, created_at)
+SELECT %(project)s, encode(sha256(convert_to(service || ' ' || method || ' ' || endpoint
+                                             || ' ' || status_code, 'UTF8')), 'hex'),
+       1, 'status', service, endpoint, 'HTTP ' || status_code, '', '', 'open', min(time),
+       max(time), count(*), 0, now()
+FROM api_request WHERE project_id = %(project)s AND status_code >= 500
+GROUP BY service, method, endpoint, status_code
+"""
+GROUP_REQUESTS = """
+UPDATE api_request AS r SET error_group_id = g.id FROM apm_error_group AS g
+WHERE r.project_id = %(project)s AND r.status_code >= 500 AND g.project_id = %(project)s
+  AND g.fingerprint = encode(sha256(convert_to(r.service || ' ' || r.method || ' '
+                                               || r.endpoint || ' ' || r.status_code, 'UTF8')),
+                             'hex')
+"""
+GROUP_HOURS = """
+INSERT INTO apm_error_group_hour (group_id, bucket, count)
+SELECT error_group_id, date_trunc('hour', time), count(*) FROM api_request
+WHERE project_id = %(project)s AND error_group_id IS NOT NULL GROUP BY 1, 2
+"""
+GROUP_ENDPOINTS = """
+INSERT INTO apm_error_group_endpoint (group_id, endpoint, method, count, last_seen)
+SELECT error_group_id, endpoint, method, count(*), max(time) FROM api_request
+WHERE project_id = %(project)s AND error_group_id IS NOT NULL GROUP BY 1, 2, 3
+"""
+# Many small problems, each seen in one hour of the 30 days (no stored request).
+LONG_TAIL = """
+WITH tail AS (
+    SELECT n, date_trunc('hour', now() - (n %% 720) * interval '1 hour') AS hour,
+           1 + n %% 3 AS count
+    FROM generate_series(1, %(groups)s) AS n
+), created AS (
+    INSERT INTO apm_error_group (project_id, fingerprint, version, kind, service, endpoint,
+                                 title, exception_type, stacktrace, status, first_seen,
+                                 last_seen, count, times_reopened, created_at)
+    SELECT %(project)s, md5('tail ' || n), 1, 'message',
+           'service-' || lpad((n %% 20)::text, 2, '0'), '/api/v1/tail/{id}',
+           'tail problem ' || n || ' failed', '', '', 'open',
+           hour + interval '10 minutes', hour + interval '20 minutes', count, 0, now()
+    FROM tail RETURNING id, first_seen, count
+)
+INSERT INTO apm_error_group_hour (group_id, bucket, count)
+SELECT id, date_trunc('hour', first_seen), count FROM created
+"""
+
+
+def prepare_error_groups(url: str, project_id: int) -> int:
+    """The bench data's error groups (see ERROR_GROUPS and LONG_TAIL); how many."""
+    import psycopg
+
+    params = {"project": project_id, "groups": LONG_TAIL_GROUPS}
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():
+            for statement in (ERROR_GROUPS, GROUP_REQUESTS, GROUP_HOURS, GROUP_ENDPOINTS,
+                              LONG_TAIL):  # fmt: skip
+                conn.execute(statement, params)
+        conn.execute("VACUUM ANALYZE")
+        return conn.execute(
+            "SELECT count(*) FROM apm_error_group WHERE project_id = %s", [project_id]
+        ).fetchone()[0]
 
 
 def signed_in(base_url: str) -> httpx.Client:
@@ -146,15 +217,18 @@ def main() -> None:
         from observability.analytics.queries import Filters, KpiQuery, Window
 
         prepare_accounts(data.project_id)
+        print("grouping the 5xx...", file=sys.stderr)
+        error_groups = prepare_error_groups(data.url, data.project_id)
         now = datetime.now(UTC)
         busiest_endpoint = KpiQuery(
             data.project_id, Window(now - timedelta(days=30), now),
             Filters(service=data.busiest), connections["default"],
         ).top_endpoints("hits", 1, 1)[0]  # fmt: skip
         endpoint = {k: busiest_endpoint[k] for k in ("service", "endpoint", "method")}
-        from observability.models import ApiRequest
+        from observability.models import ApiRequest, ErrorGroup
 
         newest = ApiRequest.objects.filter(project_id=data.project_id).order_by("-time").first()
+        busiest_group = ErrorGroup.objects.filter(project_id=data.project_id).order_by("-count")[0]
         connections.close_all()
 
         server = Gunicorn(data.url, data.scratch / "metrics", workers=2,
@@ -186,6 +260,10 @@ def main() -> None:
                     f"{base}/requests/{newest.event_id}/similar/?{month}", True),
                 "search": (f"{base}/search/?{month}&q=resource1", False),
                 "settings": (f"{base}/settings/", False),
+                "errors": (f"{base}/errors/?{month}", False),
+                "errors_table_fragment": (f"{base}/errors/table/?{month}&sort=count", True),
+                "errors_filtered": (f"{base}/errors/?{month}&{service}&status=open", False),
+                "error_group": (f"{base}/errors/{busiest_group.pk}/?{month}", False),
             }  # fmt: skip
             pages = {}
             for name, (path, htmx) in paths.items():
@@ -212,6 +290,7 @@ def main() -> None:
         "raw_rows": data.rows,
         "range_days": 30,
         "runs": args.runs,
+        "error_groups": error_groups,
         "pages": pages,
         "max_page_p95_ms": slowest["p95_ms"],
         "within_150ms": slowest["p95_ms"] <= BUDGET_MS,

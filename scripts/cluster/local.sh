@@ -243,6 +243,7 @@ postgres_options() {
         "archive_command=pgbackrest-secrets --stanza=apm archive-push %p" \
         "max_slot_wal_keep_size=${DB_MAX_SLOT_WAL_KEEP_SIZE:-10GB}" \
         hot_standby_feedback=on \
+        "synchronous_standby_names=${DB_SYNCHRONOUS_STANDBY_NAMES:-}" \
         listen_addresses=127.0.0.1 \
         "port=$(db_port "${node}")" \
         "unix_socket_directories=$(db_socket_dir "${node}")"
@@ -591,9 +592,14 @@ app_env() {
 # scripts/validate/nginx.sh renders them for `nginx -t`: paths under /etc/nginx/ moved to
 # the APP node's directory, the `web` service replaced by gunicorn's loopback address, the
 # listening ports moved to the local ones on 127.0.0.1, and temporary files kept there.
+# The metrics port's allow line, which switch_cluster_mode.py renders from
+# `monitoring.network` on the nodes, names the local monitoring network: Prometheus
+# scrapes from the loopback (CLUSTER_LOCAL_MONITORING_NETWORK, 127.0.0.1/32).
 render_nginx() {
     local prefix="${STATE}/app/nginx"
-    mkdir -p "${prefix}/conf.d" "${prefix}/certs" "${prefix}/temp"
+    mkdir -p "${prefix}/conf.d" "${prefix}/certs" "${prefix}/temp" "${prefix}/metrics-allow.d"
+    printf '# Rendered by scripts/cluster/local.sh: the local monitoring network.\nallow %s;\n' \
+        "${CLUSTER_LOCAL_MONITORING_NETWORK:-127.0.0.1/32}" > "${prefix}/metrics-allow.d/metrics-allow.conf"
     ln -sfn /etc/nginx/mime.types "${prefix}/mime.types"
     ln -sfn "${CERTS}/public.crt" "${prefix}/certs/public.crt"
     ln -sfn "${CERTS}/private.key" "${prefix}/certs/private.key"
@@ -601,8 +607,8 @@ render_nginx() {
         -e "s|^http {|http {\n    client_body_temp_path ${prefix}/temp/body;\n    proxy_temp_path ${prefix}/temp/proxy;\n    fastcgi_temp_path ${prefix}/temp/fastcgi;\n    uwsgi_temp_path ${prefix}/temp/uwsgi;\n    scgi_temp_path ${prefix}/temp/scgi;|" \
         "${ROOT}/docker/nginx/nginx.conf" > "${prefix}/nginx.conf"
     sed -e "s|/etc/nginx/|${prefix}/|g" -e "s|http://web:8000|http://127.0.0.1:${PORT_WEB}|g" \
-        -e "s|listen 80;|listen 127.0.0.1:${PORT_APP_HTTP};|" \
-        -e "s|listen 443 ssl http2;|listen 127.0.0.1:${PORT_APP_HTTPS} ssl http2;|" \
+        -e "s|listen 8080;|listen 127.0.0.1:${PORT_APP_HTTP};|" \
+        -e "s|listen 8443 ssl http2;|listen 127.0.0.1:${PORT_APP_HTTPS} ssl http2;|" \
         -e "s|listen 9443 ssl;|listen 127.0.0.1:${PORT_APP_METRICS} ssl;|" \
         "${ROOT}/docker/nginx/conf.d/default.conf" > "${prefix}/conf.d/default.conf"
     [[ "$(id -u)" != 0 ]] || chown -R "${RUN_AS}:" "${prefix}"
@@ -862,6 +868,7 @@ case "${1:-}" in
     primary-setup) primary_setup "$2" ;;
     set-primary) set_primary "$2" ;;
     postgres-options) postgres_options "$2" ;;
+    render-nginx) render_nginx; echo "${STATE}/app/nginx" ;;
     *) echo "usage: $0 up|down|status|clean | start|stop|kill NAME... | running NAME | psql NODE ARGS |" \
             "pgbackrest-repo ARGS | pgbackrest-data NODE ARGS | primary-setup NODE | set-primary NODE" >&2
        exit 2 ;;

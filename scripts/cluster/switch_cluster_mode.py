@@ -6,9 +6,11 @@
 single: docker/.env.ports (docker/.env.ports.example with the YAML's ports), for
         docker/docker-compose.yml on one host.
 multi:  docker/cluster/.env.cluster (infra/ansible/templates/env.cluster.j2), the
-        Prometheus targets of the three nodes (configs/cluster/targets/*.yml), and the
-        app's database URLs as secrets (docker/secrets/cluster_database_url and
-        cluster_database_replica_urls, from the passwords `make secrets` generated).
+        Prometheus targets of the three nodes (configs/cluster/targets/*.yml), the APP
+        node's allow list of its /metrics port (configs/cluster/nginx/metrics-allow.conf,
+        `monitoring.network` only), and the app's database URLs as secrets
+        (docker/secrets/cluster_database_url and cluster_database_replica_urls, from the
+        passwords `make secrets` generated).
 
 The configuration is checked first; a bad value is reported with its path
 (`nodes.data.address: '10.0.0' is not an IP address`) and nothing is written.
@@ -92,6 +94,13 @@ def validate(config: dict, mode: str) -> list[str]:
             return False
         return True
 
+    def is_network(value) -> bool:
+        try:
+            ipaddress.ip_network(str(value))  # strict: no host bits set (10.0.0.1/8)
+        except ValueError:
+            return False
+        return True
+
     for name in SINGLE_PORT_VARIABLES.values():
         check(f"ports.single.{name}", is_port, "is not a port (1-65535)")
     if mode == "single":
@@ -120,6 +129,12 @@ def validate(config: dict, mode: str) -> list[str]:
     check(
         "database.max_slot_wal_keep_size", matching(r"\d+(kB|MB|GB|TB)"), "is not a size like 10GB"
     )
+    check(
+        "database.synchronous_standby_names",
+        is_standby_names,
+        f"is not empty (asynchronous) or like 'FIRST 1 ({', '.join(REPLICAS)})' "
+        f"(FIRST or ANY, a count, names among {', '.join(REPLICAS)})",
+    )
     check("backup.time", matching(r"([01]\d|2[0-3]):[0-5]\d"), "is not a time HH:MM (UTC)")
     check(
         "backup.full_weekday",
@@ -130,12 +145,34 @@ def validate(config: dict, mode: str) -> list[str]:
         bucket_name = matching(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
         check(f"backup.{bucket}", bucket_name, "is not an S3 bucket name")
     check("monitoring.prometheus_retention", matching(r"\d+[smhdwy]"), "is not a duration like 30d")
+    check("monitoring.network", is_network, "is not a network like 10.0.0.30/32")
     check(
         "app.web_concurrency",
         lambda v: isinstance(v, int) and 1 <= v <= 64,
         "is not a worker count (1-64)",
     )
     return problems
+
+
+# PostgreSQL's synchronous_standby_names: [FIRST|ANY n] (names) or a bare list of names.
+STANDBY_NAMES = re.compile(
+    r"(?:(?P<method>FIRST|ANY) (?P<count>\d+) \((?P<listed>[^()]*)\))|(?P<bare>[^()]*)"
+)
+
+
+def is_standby_names(value) -> bool:
+    """Empty, or a synchronous_standby_names naming the replicas (their application_name)
+    with a count they can meet."""
+    if value == "":
+        return True
+    match = STANDBY_NAMES.fullmatch(str(value))
+    if not match:
+        return False
+    names = [name.strip() for name in (match["listed"] or match["bare"]).split(",")]
+    count = int(match["count"] or 1)
+    return (
+        set(names) <= set(REPLICAS) and len(set(names)) == len(names) and 1 <= count <= len(names)
+    )
 
 
 def matching(pattern: str):
@@ -210,6 +247,16 @@ def render_targets(config: dict) -> dict[str, list[dict]]:
     }
 
 
+def render_metrics_allowlist(config: dict) -> str:
+    """The one allow line of the APP node's /metrics port (docker/nginx/conf.d/default.conf
+    includes it before `deny all`): the network Prometheus scrapes from, nothing else."""
+    network = ipaddress.ip_network(str(config["monitoring"]["network"]))
+    return (
+        "# Rendered by scripts/cluster/switch_cluster_mode.py from monitoring.network.\n"
+        f"allow {network};\n"
+    )
+
+
 def render_database_urls(config: dict, secrets_dir: Path) -> dict[str, str]:
     """The app's DATABASE_URL and DATABASE_REPLICA_URLS, with the generated passwords."""
     passwords = {}
@@ -245,6 +292,7 @@ def switch(config: dict, mode: str, root: Path = ROOT) -> None:
     write(root / "docker/cluster/.env.cluster", render_env_cluster(config))
     for name, targets in render_targets(config).items():
         write(root / "configs/cluster/targets" / name, yaml.safe_dump(targets, sort_keys=False))
+    write(root / "configs/cluster/nginx/metrics-allow.conf", render_metrics_allowlist(config))
     for name, content in render_database_urls(config, root / "docker/secrets").items():
         write(root / "docker/secrets" / name, content, private=True)
 

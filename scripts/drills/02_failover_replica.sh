@@ -7,10 +7,13 @@
 # target_session_attrs=read-write (libpq tries them in order and keeps the one that
 # accepts writes), so nothing is reconfigured at failover; a client's failed request is
 # retried and lands on the new primary.
-# DRILL_SYNC=1 first makes replica1 the synchronous standby (synchronous_standby_names):
-# then no acknowledged marker may be lost. Without it (as shipped: asynchronous
-# replication), what the primary acknowledged but had not yet sent to replica1 is lost,
-# and the drill measures how much.
+# DRILL_SYNC=1 first restarts the primary in the shipped synchronous mode,
+# DB_SYNCHRONOUS_STANDBY_NAMES (default here `FIRST 1 (replica1, replica2)`, as
+# docs/DEPLOYMENT.md recommends), and waits for replica1 to be its synchronous standby:
+# then no acknowledged marker may be lost. (The instances started before keep their own
+# options: the promoted replica1 runs asynchronously, as it was started.) Without it
+# (the default: asynchronous replication), what the primary acknowledged but had not
+# yet sent to replica1 is lost, and the drill measures how much.
 # Passes when the app writes again within DRILL_WRITABLE_TARGET seconds of the kill
 # (15), the other replicas stream from the new primary, archiving works from it
 # (`pgbackrest check`), and (with DRILL_SYNC=1) no acknowledged marker is lost.
@@ -25,9 +28,15 @@ new_primary="${replicas[0]}"
 followers=("${replicas[@]:1}")
 
 if [[ -n "${DRILL_SYNC:-}" ]]; then
-    log "synchronous replication to ${new_primary}"
-    driver_db_sql "${old_primary}" "ALTER SYSTEM SET synchronous_standby_names = '${new_primary}'" >/dev/null
-    driver_db_sql "${old_primary}" "SELECT pg_reload_conf()" >/dev/null
+    # The option as the stacks pass it (a command-line option, which ALTER SYSTEM cannot
+    # override): the restarted primary gets it from the environment, as Compose from
+    # .env.cluster.
+    listed="$(IFS=,; echo "${replicas[*]}")"
+    export DB_SYNCHRONOUS_STANDBY_NAMES="${DB_SYNCHRONOUS_STANDBY_NAMES:-FIRST 1 (${listed//,/, })}"
+    log "restarting ${old_primary} with synchronous_standby_names '${DB_SYNCHRONOUS_STANDBY_NAMES}'"
+    driver_db_stop "${old_primary}"
+    driver_db_start "${old_primary}"
+    wait_for "${old_primary} to accept writes" 60 is_writable "${old_primary}" || fail "${drill}" "${old_primary} did not restart"
     sync_standby() {
         [[ "$(sql_primary "SELECT sync_state FROM pg_stat_replication WHERE application_name = '${new_primary}'")" == sync ]]
     }
@@ -89,6 +98,7 @@ to_json_list() {
 lost="$(json_field "${verify}" lost_before_incident)"
 writable="$(elapsed "${killed_at}" "${first_ack}")"
 results=(writer="$(json_field "$(ingest_summary)" writer)" synchronous="$([[ -n "${DRILL_SYNC:-}" ]] && echo true || echo false)"
+    synchronous_standby_names="${DB_SYNCHRONOUS_STANDBY_NAMES:-}"
     old_primary="${old_primary}" new_primary="${new_primary}"
     seconds_to_writable="${writable}" seconds_to_promoted="$(elapsed "${killed_at}" "${promoted_at}")"
     writable_target_seconds="${target_seconds}" acked_events_lost="${lost}"

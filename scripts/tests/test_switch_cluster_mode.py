@@ -126,6 +126,16 @@ def test_single_renders_the_ports_file_from_the_example(config, deployment):
             "backup.hot_bucket: 'Bad_Bucket' is not an S3 bucket name",
         ),
         ("hostname", "apm example", "hostname: 'apm example' is not a host name"),
+        (
+            "database.synchronous_standby_names",
+            "FIRST 1 (replica1, replica3)",
+            "database.synchronous_standby_names: 'FIRST 1 (replica1, replica3)' is not empty",
+        ),
+        (
+            "database.synchronous_standby_names",
+            "ANY 3 (replica1, replica2)",
+            "database.synchronous_standby_names: 'ANY 3 (replica1, replica2)' is not empty",
+        ),
     ],
 )
 def test_a_bad_value_is_reported_with_its_field(config, path, value, message):
@@ -199,3 +209,23 @@ def test_prometheus_accepts_the_rendered_targets(config, deployment, tmp_path):
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("names", "option"),
+    [
+        ("", "synchronous_standby_names="),
+        ("FIRST 1 (replica1, replica2)", "synchronous_standby_names=FIRST 1 (replica1, replica2)"),
+    ],
+)
+def test_every_database_instance_gets_the_replication_mode(config, deployment, names, option):
+    config["database"]["synchronous_standby_names"] = names
+    assert switch.validate(config, "multi") == []
+    switch.switch(config, "multi", root=deployment)
+    env_file = str(deployment / "docker/cluster/.env.cluster")
+    problems = []
+    stack = compose.load_stack(["docker/cluster/docker-compose.data.yml"], [env_file], problems, "")
+    assert problems == []
+    for instance in ("db-primary", "db-replica1", "db-replica2"):
+        command = stack["services"][instance]["command"]
+        assert [command[i + 1] for i, flag in enumerate(command) if flag == "-c"].count(option) == 1

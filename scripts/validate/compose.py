@@ -11,7 +11,10 @@ No Docker engine runs here, so for each stack (Compose files, env files) this:
 3. checks what the schema cannot: depends_on targets exist, `service_healthy` targets
    have a health check, named volumes and secrets are declared, env files, build
    contexts, Dockerfiles and bind-mounted files exist (generated secrets and
-   certificates excepted: `make secrets` creates them).
+   certificates excepted: `make secrets` creates them);
+4. checks that the proxies and the object store, whose images allow it, run
+   unprivileged: a non-root `user:`, every capability dropped, no new privileges, and
+   no port below 1024 inside the container.
 Exits non-zero with one line per problem.
 """
 
@@ -48,6 +51,8 @@ REPLACED_LISTS = {"command", "entrypoint", "test"}
 # Created by `make secrets` / switch_cluster_mode.py, never committed.
 GENERATED = ("docker/secrets/", "docker/certs/public.crt", "docker/certs/private.key",
              "docker/certs/pgbackrest/", "docker/certs/minio/", "configs/cluster/")  # fmt: skip
+# Services whose images run without root (nginx-unprivileged, MinIO, mc).
+UNPRIVILEGED_SERVICES = {"nginx", "monitoring-proxy", "minio", "minio-init"}
 VARIABLE = re.compile(
     r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)"
 )
@@ -211,6 +216,33 @@ def check_references(compose: dict, base: Path, problems: list[str], label: str)
             _must_exist(base / secret["file"], f"{label}: secret {name}", problems)
 
 
+def check_unprivileged(compose: dict, problems: list[str], label: str) -> None:
+    for name, service in (compose.get("services") or {}).items():
+        if name not in UNPRIVILEGED_SERVICES:
+            continue
+        where = f"{label}: service {name}"
+        user = str(service.get("user", "")).split(":")[0]
+        if user in ("", "0", "root"):
+            problems.append(f"{where}: runs as root (set `user:` to an unprivileged uid)")
+        if "ALL" not in service.get("cap_drop", []):
+            problems.append(f"{where}: keeps its Linux capabilities (cap_drop: [ALL])")
+        if "no-new-privileges:true" not in service.get("security_opt", []):
+            problems.append(f"{where}: may gain privileges (security_opt: no-new-privileges:true)")
+        for port in service.get("ports", []):
+            inside = container_port(port)
+            if inside < 1024:
+                problems.append(
+                    f"{where}: listens on the privileged port {inside} in the container"
+                )
+
+
+def container_port(port) -> int:
+    """The container side of a published port: long syntax, or [[ip:]host:]container[/proto]."""
+    if isinstance(port, dict):
+        return int(str(port["target"]).split("-")[0])
+    return int(str(port).split("/")[0].rsplit(":", 1)[-1].split("-")[0])
+
+
 def _has_healthcheck(service: dict) -> bool:
     check = service.get("healthcheck")
     return bool(check) and not check.get("disable", False)
@@ -228,6 +260,16 @@ def _must_exist(path: Path, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: {relative} does not exist")
 
 
+def load_stack(
+    compose_files: list[str], env_files: list[str], problems: list[str], label: str
+) -> dict:
+    """A stack as Compose sees it: its files merged, variables interpolated."""
+    raw = {}
+    for compose_file in compose_files:
+        raw = merge(raw, load_compose(ROOT / compose_file))
+    return interpolate(raw, read_env_files(env_files), problems, label)
+
+
 def main() -> int:
     schema = json.loads(SCHEMA.read_text())
     validator = jsonschema.Draft7Validator(schema)
@@ -235,18 +277,16 @@ def main() -> int:
     for compose_files, env_files in STACKS:
         label = f"{' + '.join(compose_files)} [{', '.join(env_files)}]"
         try:
-            raw = {}
-            for compose_file in compose_files:
-                raw = merge(raw, load_compose(ROOT / compose_file))
+            compose = load_stack(compose_files, env_files, problems, label)
         except yaml.YAMLError as exc:
             problems.append(f"{label}: {exc}")
             continue
-        compose = interpolate(raw, read_env_files(env_files), problems, label)
         for error in sorted(validator.iter_errors(compose), key=lambda e: list(e.path)):
             path = ".".join(str(part) for part in error.path)
             problems.append(f"{label}: {path}: {error.message}")
         # Relative paths are relative to the first file's directory (Compose's project directory).
         check_references(compose, (ROOT / compose_files[0]).parent, problems, label)
+        check_unprivileged(compose, problems, label)
         print(f"compose: {label}: {len(compose.get('services', {}))} services checked")
     for problem in problems:
         print(f"compose: ERROR {problem}", file=sys.stderr)

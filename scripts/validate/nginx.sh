@@ -20,6 +20,9 @@ check() {
     cp /etc/nginx/mime.types "${prefix}/mime.types"
     ln -s "${scratch}/certs" "${prefix}/certs"
     touch "${prefix}/prometheus.htpasswd"
+    # The APP node's rendered allow line of its metrics port (switch_cluster_mode.py).
+    mkdir -p "${prefix}/metrics-allow.d"
+    echo "allow 10.0.0.30/32;" > "${prefix}/metrics-allow.d/metrics-allow.conf"
     sed "s|/etc/nginx/|${prefix}/|g" "${root}/docker/nginx/nginx.conf" > "${prefix}/nginx.conf"
     sed -i "s|/etc/nginx/|${prefix}/|g" "${prefix}"/conf.d/*.conf
     nginx -t -q -p "${prefix}" -c "${prefix}/nginx.conf"

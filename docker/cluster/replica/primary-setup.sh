@@ -9,8 +9,9 @@
 #     (the other replica's clone asks for one) can invalidate it as if it exceeded
 #     max_slot_wal_keep_size, failing that clone (seen with two replicas starting at once);
 #   - pg_hba.conf: from the network only TLS with SCRAM passwords, for the app's roles
-#     and for `replicator`'s replication connections. pg_basebackup copies this file to
-#     the replicas, so a promoted replica accepts the same clients.
+#     and for `replicator`'s replication connections; the superuser `postgres` never
+#     (inside the container only, on the socket). pg_basebackup copies this file to the
+#     replicas, so a promoted replica accepts the same clients.
 set -euo pipefail
 
 : "${PGDATA:?PGDATA must be set}"
@@ -36,8 +37,10 @@ cat > "${PGDATA}/pg_hba.conf" <<'HBA'
 # Inside the container (health checks, pgBackRest over the shared socket).
 local    all           postgres                    peer
 local    all           all                         scram-sha-256
-# From the network: TLS and SCRAM only.
+# From the network: never the superuser (the first matching line decides), and the
+# others with TLS and SCRAM only.
+host     all           postgres    all             reject
 hostssl  all           all         all             scram-sha-256
 hostssl  replication   replicator  all             scram-sha-256
 HBA
-echo "primary-setup: slots ${REPLICA_SLOTS:-replica1,replica2}; pg_hba.conf requires TLS from the network"
+echo "primary-setup: slots ${REPLICA_SLOTS:-replica1,replica2}; pg_hba.conf requires TLS from the network, refuses postgres there"

@@ -14,6 +14,7 @@
     "4xx": ["#d98f1c", "#f5d9a8"], "5xx": ["#c4321f", "#eeb3aa"],
   };
   const AXIS = { stroke: "#68707c", grid: { stroke: "#eef0f3", width: 1 }, ticks: { stroke: "#e2e5ea", width: 1 }, font: "11px Inter, system-ui, sans-serif" };
+  const INTEGER_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7];
   window.apmCharts = window.apmCharts || {};
 
   function fmtMs(v) {
@@ -80,6 +81,16 @@
         axes: [{ values: function (u, vals) { return vals.map(fmtLogMs); } }, { values: function (u, vals) { return vals.map(fmtTick); }, size: 60 }],
         cursor: { drag: { x: false, y: false } },
         zoomable: false,
+      };
+    },
+    occurrences: function (c) {
+      return {
+        data: [c.x, c.count],
+        series: [{}, { label: "occurrences", stroke: "#c4321f", fill: "#c4321fcc", width: 0, points: { show: false },
+          paths: uPlot.paths.bars({ size: [0.9, 24], align: 1 }), value: function (u, v) { return fmtNum(v, 0); } }],
+        scales: { y: { range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } } },
+        // Counts: whole-number ticks only.
+        axes: [{}, { incrs: INTEGER_STEPS, values: function (u, vals) { return vals.map(fmtTick); } }],
       };
     },
     spark: function (c) {
