@@ -9,7 +9,7 @@ PORT ?= 8000
 OPS_VENV ?= .venv-ops
 OPS_BIN := $(abspath $(OPS_VENV))/bin
 
-.PHONY: help venv ui-assets run test lint migrate shell clean-data bench-ingest bench-kpi bench-search bench-sketches bench-ui bench-replication bench-anomalies \
+.PHONY: help venv ui-assets run test lint migrate shell clean-data bench-ingest bench-kpi bench-search bench-sketches bench-ui bench-replication bench-anomalies bench-alerts \
 	ops-venv validate secrets certs cluster-config up down backup-up monitoring-up \
 	cluster-up cluster-down app-up backup-full backup-check deploy \
 	drill-baseline drill-primary-restore drill-failover drill-minio-outage \
@@ -71,6 +71,9 @@ bench-ui: venv ui-assets ## UI pages and fragments on 10M rows, page weight, cha
 bench-replication: venv ## Commit and ingest latency, synchronous vs asynchronous replication, on the running local cluster (reports/bench/replication.json)
 	$(PY) -m scripts.bench.replication
 
+bench-alerts: venv ## One alert evaluation minute of 1,000 SLOs on 10M requests: database time (reports/bench/alerts.json)
+	$(PY) -m scripts.bench.alerts
+
 clean-data: ## Delete the embedded databases and demo key under .data/
 	rm -rf .data
 
@@ -98,6 +101,8 @@ validate: venv ops-venv ## Check every deployment file: YAML, Compose, Dockerfil
 	scripts/validate/nginx.sh
 	@echo "== promtool: config, rules, rule unit tests, exporter web config"
 	scripts/validate/prometheus.sh
+	@echo "== promtool: the SLO rules of manage.py export_slo_rules (check and unit tests)"
+	$(PY) -m pytest -q observability/tests/test_export_slo_rules.py
 	@echo "== Ansible: syntax check and ansible-lint (production profile)"
 	cd infra/ansible && PATH=$(OPS_BIN):$$PATH ansible-playbook --syntax-check site.yml
 	cd infra/ansible && PATH=$(OPS_BIN):$$PATH ansible-lint --profile production

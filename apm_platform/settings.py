@@ -305,6 +305,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets that several components share get one name each.
+    "ENUM_NAME_OVERRIDES": {
+        "AlertStateEnum": "observability.alerting.models.Alert.State",
+        "AlertKindEnum": "observability.alerting.models.Alert.Kind",
+        "DeliveryStateEnum": "observability.alerting.models.Delivery.State",
+    },
 }
 
 # --- Product --------------------------------------------------------------------
@@ -371,6 +377,18 @@ APM_SEARCH_EF_SEARCH = env_int("APM_SEARCH_EF_SEARCH", 100, minimum=1)
 APM_SEARCH_MAX_SCAN_TUPLES = env_int("APM_SEARCH_MAX_SCAN_TUPLES", 20_000, minimum=1)
 APM_SEARCH_MAX_DOCUMENTS = env_int("APM_SEARCH_MAX_DOCUMENTS", 10_000, minimum=1)
 APM_SEARCH_DEFAULT_DAYS = env_int("APM_SEARCH_DEFAULT_DAYS", 7, minimum=1)
+
+# --- Alerting and notifications (docs/ALERTING.md) --------------------------------
+# Seconds a webhook or Slack receiver has to answer one delivery attempt.
+APM_NOTIFY_TIMEOUT_S = env_int("APM_NOTIFY_TIMEOUT_S", 5, minimum=1)
+# E-mail channels send through Django's mail backend (SMTP by default).
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "apm@localhost")
 
 # --- Telemetry ------------------------------------------------------------------
 # Set for multi-worker servers (gunicorn): prometheus_client reads the same variable

@@ -104,4 +104,18 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = DEFAULT_REGISTRY
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(
+        generate_latest(registry) + _alerting_metrics(), content_type=CONTENT_TYPE_LATEST
+    )
+
+
+def _alerting_metrics() -> bytes:
+    """SLO, alert and channel series, read from the database (not per worker)."""
+    from observability.alerting.metrics import AlertingCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AlertingCollector())
+    try:
+        return generate_latest(registry)
+    except DatabaseError:
+        return b""  # the process metrics stay scrapeable while the database is down

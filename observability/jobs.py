@@ -18,6 +18,10 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from observability import ai
 from observability.ai import retention as search_retention
 from observability.ai.backfill import backfill
+from observability.alerting import error_groups as error_group_alerts
+from observability.alerting import notify, slos
+from observability.alerting import retention as alerting_retention
+from observability.alerting.models import Slo
 from observability.analytics import backend, retention
 from observability.analytics.refresh import RefreshReport
 from observability.analytics.retention import RetentionReport
@@ -49,13 +53,14 @@ def apply_retention(
     dry_run: bool = False,
     connection: BaseDatabaseWrapper = default_connection,
 ) -> RetentionReport:
-    """Delete requests, rollups, search data and error groups past their retention (on
-    TimescaleDB: set its retention policies from the settings)."""
+    """Delete requests, rollups, search data, error groups and alert history past their
+    retention (on TimescaleDB: set its retention policies from the settings)."""
     now = now or datetime.now(UTC)
     report = backend.of(connection).apply_retention(connection, now, dry_run)
     if not dry_run:
         report.rows_deleted |= apply_search_retention(now, connection=connection)
         report.rows_deleted |= apply_error_group_retention(now, connection=connection)
+        report.rows_deleted |= alerting_retention.apply_retention(now)
     return report
 
 
@@ -95,6 +100,20 @@ def embed_new_requests():
     return backfill(ai.get_provider(), limit=EMBEDDING_ROUND)
 
 
+def evaluate_alerts(at: datetime | None = None) -> dict[str, int]:
+    """One evaluation minute: every project's SLO burn-rate rules, and the error groups
+    that opened, reopened or were resolved (docs/ALERTING.md)."""
+    at = slos.evaluation_minute(at)
+    projects = Slo.objects.values_list("project_id", flat=True).distinct().order_by()
+    evaluated = sum(len(slos.run_alerts(project_id, at)) for project_id in projects)
+    return {"slos": evaluated, "error_groups": error_group_alerts.sync(at)}
+
+
+def deliver_notifications() -> str:
+    """Send due notifications in the sender's own thread: never waits for a receiver."""
+    return notify.drain_in_background()
+
+
 @dataclasses.dataclass(frozen=True)
 class Job:
     name: str
@@ -115,6 +134,8 @@ JOBS = (
     Job("error_group_counts", 5, fold_error_group_counts),
     Job("error_group_retention", 3600, apply_error_group_retention),
     Job("idempotency_keys", 3600, expire_idempotency_keys),
+    Job("alerts", 60, evaluate_alerts),
+    Job("notifications", 10, deliver_notifications),
 )
 
 

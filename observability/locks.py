@@ -16,6 +16,7 @@ class Lock(enum.IntEnum):
     PARTITIONS = 0x61706D70  # "apmp": one creator of daily partitions at a time
     DIMENSION_ADMISSION = 0x61706D65  # "apme", per project, dimension and scope: the caps
     ERROR_GROUP_FOLD = 0x61706D67  # "apmg": one folder of error-group deltas at a time
+    ALERT_STATE = 0x61706D61  # "apma", per project and alert kind: one evaluator at a time
 
 
 def xact_lock(cursor, lock: Lock, scope: str | None = None) -> None:

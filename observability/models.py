@@ -608,3 +608,17 @@ class ErrorGroupDelta(models.Model):
 
     def __str__(self) -> str:
         return f"{self.group_id} +{self.count}"
+
+
+# SLOs, alerts and notifications live in their package; imported here so that Django
+# registers them with this app.
+from observability.alerting.models import (  # noqa: E402, F401
+    Alert,
+    AlertEvent,
+    Channel,
+    Delivery,
+    DeliveryAttempt,
+    NotificationRule,
+    Slo,
+    SloStatus,
+)

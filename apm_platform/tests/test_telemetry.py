@@ -69,7 +69,7 @@ def test_metrics_count_requests_by_view_and_status(client):
     assert "apm_http_request_duration_seconds_bucket" in body
 
 
-def test_unknown_paths_share_one_label(client):
+def test_unknown_paths_share_one_label(client, db):  # /metrics reads the SLO statuses
     client.get("/no/such/path/12345")
 
     body = client.get("/metrics").content.decode()

@@ -44,6 +44,13 @@ class SketchStore:
     merge: str
     merge_for_python: str
     counts: Callable[[object], np.ndarray]
+    # SLO queries (alerting/sli.py): `merge_filtered` merges the rows of a FILTER ({}) into
+    # what `count_at_most` reads; `threshold_mask` is computed once per SLO row (from its
+    # latency_threshold_ms), and `count_at_most` counts a merged sketch's requests in the
+    # buckets up to the threshold's ({sketch}, {mask}).
+    merge_filtered: str
+    threshold_mask: str
+    count_at_most: str
     # Embeddings follow the same choice (migration 0008): semantic search needs pgvector.
     has_pgvector: bool
 
@@ -56,6 +63,11 @@ PGVECTOR = SketchStore(
     merge="sum(sketch::vector)::sparsevec",
     merge_for_python="vector_send(sum(sketch::vector))",
     counts=_from_vector_send,
+    merge_filtered="sum(sketch::vector) FILTER (WHERE {})",
+    # 1 for every bucket up to the threshold's, 0 above: an inner product counts them.
+    threshold_mask="(array_fill(1::real, ARRAY[apm_sketch_index(latency_threshold_ms)]) || "
+    f"array_fill(0::real, ARRAY[{BUCKETS} - apm_sketch_index(latency_threshold_ms)]))::vector",
+    count_at_most="inner_product({sketch}, {mask})",
     has_pgvector=True,
 )
 ARRAYS = SketchStore(
@@ -65,6 +77,9 @@ ARRAYS = SketchStore(
     merge="apm_sketch_merge(sketch)",
     merge_for_python="apm_sketch_merge(sketch)",
     counts=_from_pairs,
+    merge_filtered="apm_sketch_merge(sketch) FILTER (WHERE {})",
+    threshold_mask="apm_sketch_index(latency_threshold_ms)",
+    count_at_most="apm_sketch_count_at_most({sketch}, {mask})",  # migration 0020
     has_pgvector=False,
 )
 STORES = {store.column_type.split("(")[0]: store for store in (PGVECTOR, ARRAYS)}

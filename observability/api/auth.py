@@ -69,6 +69,17 @@ class HasScope(permissions.BasePermission):
         return True
 
 
+class AdminChangesMixin:
+    """For configuration (SLOs, channels): reads need `read`, and every change, creation
+    included, needs `admin` (not the `ingest` that POST needs elsewhere)."""
+
+    @property
+    def required_scope(self) -> str:
+        if self.request.method in permissions.SAFE_METHODS:
+            return ApiKey.SCOPE_READ
+        return ApiKey.SCOPE_ADMIN
+
+
 class ReadRateThrottle(throttling.BaseThrottle):
     """Per-key read limit (APM_READ_RATE_LIMIT requests/s, bursts to APM_READ_RATE_BURST),
     in the same PostgreSQL token buckets as ingest: every worker and node shares it."""

@@ -4,12 +4,25 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from observability.api import analytics, anomalies, error_groups, ingest, requests, search
+from observability.api import (
+    alerts,
+    analytics,
+    anomalies,
+    error_groups,
+    ingest,
+    requests,
+    search,
+    slos,
+)
 
 router = SimpleRouter()
 router.register("requests", requests.ApiRequestViewSet, basename="request")
 router.register("endpoints", requests.EndpointViewSet, basename="endpoint")
 router.register("error-groups", error_groups.ErrorGroupViewSet, basename="error-group")
+router.register("slos", slos.SloViewSet, basename="slo")
+router.register("alerts", alerts.AlertViewSet, basename="alert")
+router.register("notification-channels", alerts.ChannelViewSet, basename="notification-channel")
+router.register("notification-rules", alerts.RuleViewSet, basename="notification-rule")
 
 v1 = [
     path("ingest/", ingest.IngestView.as_view(), name="ingest"),

@@ -5,27 +5,47 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('observability', '0019_drop_cache_table'),
+        ("observability", "0019_drop_cache_table"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ErrorGroupDelta',
+            name="ErrorGroupDelta",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('bucket', models.DateTimeField()),
-                ('endpoint', models.CharField(max_length=512)),
-                ('method', models.CharField(max_length=16)),
-                ('count', models.BigIntegerField()),
-                ('first_at', models.DateTimeField()),
-                ('last_at', models.DateTimeField()),
-                ('group', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='observability.errorgroup')),
-                ('project', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='observability.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("bucket", models.DateTimeField()),
+                ("endpoint", models.CharField(max_length=512)),
+                ("method", models.CharField(max_length=16)),
+                ("count", models.BigIntegerField()),
+                ("first_at", models.DateTimeField()),
+                ("last_at", models.DateTimeField()),
+                (
+                    "group",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="observability.errorgroup",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="observability.project",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'apm_error_group_delta',
+                "db_table": "apm_error_group_delta",
             },
         ),
     ]

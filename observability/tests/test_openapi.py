@@ -32,7 +32,33 @@ def test_every_api_route_is_documented(schema):
         "/api/v1/requests/{event_id}/similar/",
         "/api/v1/error-groups/",
         "/api/v1/error-groups/{id}/",
+        "/api/v1/slos/",
+        "/api/v1/slos/{id}/",
+        "/api/v1/slos/{id}/status/",
+        "/api/v1/alerts/",
+        "/api/v1/alerts/{id}/",
+        "/api/v1/notification-channels/",
+        "/api/v1/notification-channels/{id}/",
+        "/api/v1/notification-channels/{id}/deliveries/",
+        "/api/v1/notification-rules/",
+        "/api/v1/notification-rules/{id}/",
     }
+
+
+def test_slos_and_alerts_are_documented(schema):
+    status = schema["paths"]["/api/v1/slos/{id}/status/"]["get"]["responses"]["200"]
+    ref = status["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    fields = schema["components"]["schemas"][ref]["properties"]
+    assert {"sli", "error_budget", "burn_rates", "budget_history", "alerts"} <= set(fields)
+    assert set(schema["paths"]["/api/v1/slos/{id}/"]) - {"parameters"} == {
+        "get",
+        "put",
+        "patch",
+        "delete",
+    }
+    channel = schema["components"]["schemas"]["ChannelRequest"]["properties"]
+    assert "secret" in channel and "secret" not in schema["components"]["schemas"][
+        "Channel"]["properties"]  # fmt: skip
 
 
 def test_error_groups_are_documented(schema):

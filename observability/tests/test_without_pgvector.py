@@ -123,3 +123,24 @@ def test_keyword_search_works_and_semantic_search_names_the_extension(api, rows)
     assert all(hit["status_code"] == 503 for hit in keyword.json()["results"])
     assert semantic.status_code == 400
     assert "pgvector extension (vector)" in semantic.json()["errors"]["mode"][0]
+
+
+def test_slo_status_reads_array_sketches(database, server, rows):
+    """A latency SLO counts good requests from the array sketches (migration 0020's
+    apm_sketch_count_at_most) as the pgvector form does from its inner product."""
+    from observability.analytics import sketch
+
+    key = manage(database.url(), "create_api_key", "--project", "nopgvector",
+                 "--scopes", "read,admin").strip()  # fmt: skip
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=server.url, headers=headers) as admin:
+        created = admin.post("/api/v1/slos/", json={
+            "name": "fast", "service": "checkout", "objective": "latency",
+            "latency_threshold_ms": 120, "target": 99, "window_days": 7,
+        })  # fmt: skip
+        assert created.status_code == 201, created.text
+        status = admin.get(f"/api/v1/slos/{created.json()['id']}/status/").json()
+    at = datetime.fromisoformat(status["at"])
+    chosen = [r for r in rows if r["service"] == "checkout" and r["time"] < at]
+    good = sum(sketch.bucket_of(r["latency_ms"]) <= sketch.bucket_of(120) for r in chosen)
+    assert status["counts"] == {"total": len(chosen), "good": good, "bad": len(chosen) - good}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime, timedelta
 
+from django.db import connections
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -53,3 +55,20 @@ def event_payload(**fields) -> dict:
     }
     payload.update(fields)
     return payload
+
+
+@contextlib.contextmanager
+def database_unreachable(django_db_blocker, port: int):
+    """The default database pointed at a port where no server listens (a real connection
+    attempt that fails), restored after."""
+    default = connections["default"]
+    saved = dict(default.settings_dict)
+    with django_db_blocker.unblock():
+        default.close()
+        default.settings_dict.update(HOST="127.0.0.1", PORT=port, OPTIONS={"connect_timeout": 2})
+        try:
+            yield
+        finally:
+            default.close()
+            default.settings_dict.clear()
+            default.settings_dict.update(saved)

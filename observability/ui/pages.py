@@ -24,7 +24,7 @@ TAB_OF_PAGE = {
     "overview": "overview", "service": "overview", "endpoint": "overview",
     "requests": "requests", "request": "requests",
     "errors": "errors", "error-group": "errors",
-    "search": "search", "settings": "settings",
+    "search": "search", "settings": "settings", "slos": "slos", "slo": "slos",
 }  # fmt: skip
 
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from observability.ui import accounts, errors, explorer, project_settings, search, views
+from observability.ui import accounts, errors, explorer, project_settings, search, slos, views
 
 app_name = "ui"
 
@@ -21,6 +21,8 @@ project = [
     path("errors/table/", errors.errors_table, name="errors-table"),
     path("errors/<int:group_id>/", errors.error_group, name="error-group"),
     path("errors/<int:group_id>/status/", errors.set_group_status, name="error-group-status"),
+    path("slos/", slos.slo_list, name="slos"),
+    path("slos/<int:slo_id>/", slos.slo_detail, name="slo"),
     path("settings/", project_settings.settings_page, name="settings"),
     path("settings/keys/", project_settings.create_key, name="key-create"),
     path("settings/keys/<int:key_id>/revoke/", project_settings.revoke_key, name="key-revoke"),

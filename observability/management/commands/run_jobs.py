@@ -21,7 +21,9 @@ class Command(BaseCommand):
     help = (
         "Run the periodic jobs until SIGTERM/SIGINT: refresh the hourly (every minute) and "
         "daily (every 10 minutes) rollups, embed new requests for search (every minute), "
-        "create partitions ahead and apply retention (hourly). On TimescaleDB the database "
+        "create partitions ahead and apply retention (hourly), evaluate SLO burn rates and "
+        "error groups as alerts (every minute), send notifications (every 10 seconds, in a "
+        "thread of their own). On TimescaleDB the database "
         "runs the rollup, partition and retention jobs: list them, and run the others."
     )
 
