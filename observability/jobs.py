@@ -18,6 +18,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from observability import ai
 from observability.ai import retention as search_retention
 from observability.ai.backfill import backfill
+from observability.alerting import anomalies as anomaly_alerts
 from observability.alerting import error_groups as error_group_alerts
 from observability.alerting import notify, slos
 from observability.alerting import retention as alerting_retention
@@ -28,6 +29,7 @@ from observability.analytics.retention import RetentionReport
 from observability.error_groups import retention as error_groups_retention
 from observability.error_groups import store as error_groups_store
 from observability.ingest import idempotency
+from observability.models import Project
 
 # Requests one embedding round processes at most (the next round continues).
 EMBEDDING_ROUND = 5000
@@ -101,12 +103,21 @@ def embed_new_requests():
 
 
 def evaluate_alerts(at: datetime | None = None) -> dict[str, int]:
-    """One evaluation minute: every project's SLO burn-rate rules, and the error groups
-    that opened, reopened or were resolved (docs/ALERTING.md)."""
+    """One evaluation minute: every project's SLO burn-rate rules, its endpoints' anomalies
+    (docs/ANOMALIES.md), and the error groups that opened, reopened or were resolved
+    (docs/ALERTING.md)."""
     at = slos.evaluation_minute(at)
     projects = Slo.objects.values_list("project_id", flat=True).distinct().order_by()
     evaluated = sum(len(slos.run_alerts(project_id, at)) for project_id in projects)
-    return {"slos": evaluated, "error_groups": error_group_alerts.sync(at)}
+    endpoints = sum(
+        len(anomaly_alerts.run_alerts(project_id, at))
+        for project_id in Project.objects.values_list("pk", flat=True)
+    )
+    return {
+        "slos": evaluated,
+        "anomaly_signals": endpoints,
+        "error_groups": error_group_alerts.sync(at),
+    }
 
 
 def deliver_notifications() -> str:

@@ -156,6 +156,36 @@ def test_a_3x_p95_spike_fires_within_two_evaluation_minutes(project, ingest, clo
     assert latency.key == "latency_p95:checkout:/cart"
 
 
+def test_run_jobs_alerts_on_an_anomaly_once_and_resolves_it(project, ingest, clock):
+    """The alerts job: a finding fires an anomaly alert (a minute late: the late-data
+    allowance), which stays one alert while it lasts and resolves after."""
+    from observability.alerting.models import Alert, AlertEvent
+
+    spike = clock
+    history(project, [CART], [hour_floor(spike)])
+    send(ingest, CART, spike - timedelta(minutes=30), spike, seed=7)
+    send(ingest, CART, spike, spike + timedelta(minutes=10), seed=8, slowdown=3.0)
+    send(ingest, CART, spike + timedelta(minutes=10), spike + timedelta(minutes=20), seed=9)
+
+    states = {}
+    for minute in range(0, 18):
+        jobs.evaluate_alerts(spike + minute * MINUTE)
+        alert = Alert.objects.filter(project=project, kind=Alert.Kind.ANOMALY,
+                                     key="latency_p95:checkout:/cart").first()  # fmt: skip
+        states[minute] = alert.state if alert else None
+
+    assert states[2] in (None, Alert.State.OK) and states[3] == Alert.State.FIRING
+    assert all(states[m] == Alert.State.FIRING for m in range(3, 12))
+    assert states[17] == Alert.State.RESOLVED
+    events = AlertEvent.objects.filter(project=project, alert__kind=Alert.Kind.ANOMALY)
+    assert [e.state for e in events.order_by("at")] == ["firing", "resolved"]
+    fired = events.order_by("at").first()
+    assert fired.payload["signal"] == LATENCY and fired.payload["observed"] > fired.payload[
+        "baseline_median"
+    ]
+    assert "checkout /cart: latency p95" in fired.summary
+
+
 def test_an_error_burst_and_an_outage_fire_their_signals(project, ingest, clock):
     start = clock
     history(project, [CART, PAY], [hour_floor(start)])
