@@ -262,9 +262,9 @@ def otlp_bodies(count: int) -> list[bytes]:
 
 
 def error_grouping_cost(url: str, headers: dict, args) -> dict:
-    """Events per second with 5 % failures grouped, and with the same events not failing;
-    four alternating rounds of each."""
-    rounds = 4
+    """Events per second with 5 % failures grouped, and with the same events not failing,
+    in alternating rounds."""
+    rounds = args.grouping_rounds
     seconds = args.grouping_seconds / (2 * rounds)
     capacity = int(seconds * 100_000 / BATCH) + 1
     rates: dict[bool, list[float]] = {True: [], False: []}
@@ -334,6 +334,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--otlp-seconds", type=float, default=15)
     parser.add_argument("--grouping-seconds", type=float, default=40)
+    parser.add_argument("--grouping-rounds", type=int, default=4)
     parser.add_argument(
         "--compare-with", type=Path, default=None, metavar="CHECKOUT",
         help="Another checkout of the project (e.g. a git worktree of the code before a "
