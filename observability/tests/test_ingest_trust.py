@@ -472,7 +472,8 @@ def test_the_single_create_answers_the_stored_record(api, project):
 @pytest.mark.parametrize("attributes", [
     b'{"region":"eu-west-1","retries":3}', b'{ "a" : 1.5 , "b" : "x:y" }', b'{"n":1e999}',
     b'{"n":-2E308}', b'{"s":"\\ud800"}', b'{"s":"\\u0000"}', b'{"s":"\xff"}', b'{"a":{"b":1}}',
-    b'{"a":[1,2]}', b'["not", "an object"]', b"{" + b",".join(b'"k%d":1' % n for n in range(129)) + b"}",
+    b'{"a":[1,2]}', b'["not", "an object"]',
+    b"{" + b",".join(b'"k%d":1' % n for n in range(129)) + b"}",
 ])  # fmt: skip
 def test_attributes_checked_on_their_bytes_are_those_decoding_accepts(attributes):
     """The bytes-only fast path of checked_attributes accepts nothing the decoding refuses."""
