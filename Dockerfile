@@ -12,6 +12,8 @@ FROM node:20-bookworm-slim AS assets
 WORKDIR /build
 COPY package.json package-lock.json ./
 COPY scripts/dev/ui_assets.sh scripts/dev/
+# The image needs the UI's libraries only, not the development tools (newman).
+ENV NPM_CONFIG_OMIT=dev
 RUN scripts/dev/ui_assets.sh
 
 FROM python:3.11-slim-bookworm

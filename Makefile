@@ -13,7 +13,8 @@ OPS_BIN := $(abspath $(OPS_VENV))/bin
 	ops-venv validate secrets certs cluster-config up down backup-up monitoring-up \
 	cluster-up cluster-down app-up backup-full backup-check deploy \
 	drill-baseline drill-primary-restore drill-failover drill-minio-outage \
-	cluster-local cluster-local-down cluster-local-status cluster-local-clean
+	cluster-local cluster-local-down cluster-local-status cluster-local-clean \
+	newman
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -39,6 +40,9 @@ run: venv ui-assets ## Start the product on the embedded database with demo data
 test: venv ui-assets ## Lint, then the whole test suite (embedded database unless DATABASE_URL is set)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+newman: venv ui-assets ## The Step1 Postman collection under newman against a live server (part of make test)
+	$(PY) -m pytest -q observability/tests/test_postman.py
 
 lint: venv ## ruff only
 	$(VENV)/bin/ruff check .
