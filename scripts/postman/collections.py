@@ -197,7 +197,7 @@ def step1() -> dict:
             "    pm.expect(text).to.include('# TYPE apm_http_requests_total counter');",
             "    pm.expect(text).to.include('apm_ingest_events_total');",
             "});",
-        ], key=None, json_body=False),
+        ], key=None, base="monitoring_url", json_body=False),
     )  # fmt: skip
     auth = folder(
         "Auth",
@@ -233,7 +233,7 @@ def step1() -> dict:
     record = lambda letter, endpoint, method, status: [  # noqa: E731
         "pm.test('the record is the one sent, its path normalised', () => {",
         f"    pm.expect(body.event_id).to.eql(pm.collectionVariables.get('event_{letter}'));",
-        "    pm.expect(body.service).to.eql(pm.collectionVariables.get('service'));",
+        "    pm.expect(body.service).to.eql(pm.variables.get('service'));",
         f"    pm.expect(body.endpoint).to.eql('{endpoint}');",
         f"    pm.expect(body.method).to.eql('{method}');",
         f"    pm.expect(body.status_code).to.eql({status});",
