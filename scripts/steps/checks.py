@@ -4,7 +4,9 @@ Step (scripts/steps/runner.py), which times them and writes the reports."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import shutil
 import socket
 import ssl
@@ -430,9 +432,9 @@ def step4(step: Step) -> None:
 
     def check() -> str:
         output = target.cluster("pgbackrest-repo", "--stanza=apm", "check")
-        return "archive-push and the backup repositories reachable" + (
-            f": {output.strip()}" if output.strip() else ""
-        )
+        archived = [line.split("INFO: ")[-1] for line in output.splitlines() if "successfully archived" in line]
+        expect(len(archived) == 2, "a WAL segment not archived to both repositories", output)
+        return "; ".join(archived)
 
     def info() -> str:
         stanza = pgbackrest_info(target)
@@ -505,9 +507,8 @@ def step4(step: Step) -> None:
         stop_scratch(state["scratch"])
 
 
-def as_postgres(target: Target) -> list[str]:
-    import os
-
+def as_postgres() -> list[str]:
+    """PostgreSQL refuses root: its commands run as postgres, as the cluster's do."""
     return (
         ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
         if os.getuid() == 0
@@ -526,59 +527,68 @@ def restore_to_scratch(target: Target, label: str, scratch: Path) -> None:
         line.split("=", 1)
         for line in target.cluster("pgbackrest-env", target.primary()).splitlines()
     )
-    environment |= {"PGBACKREST_PG1_PATH": str(scratch / "data"), "PGBACKREST_PG1_SOCKET_PATH": str(scratch / "socket"),
-                    "PGBACKREST_PG1_PORT": "5999"}  # fmt: skip
-    user = as_postgres(target)
-    (scratch / "socket").mkdir(parents=True)
-    (scratch / "data").mkdir(mode=0o700)
+    environment |= {
+        "PGBACKREST_PG1_PATH": str(scratch / "data"),
+        "PGBACKREST_PG1_SOCKET_PATH": str(scratch / "socket"),
+        "PGBACKREST_PG1_PORT": "5999",
+        # Its own spool, lock and log: the primary's archive-push uses theirs meanwhile.
+        **{f"PGBACKREST_{name.upper()}_PATH": str(scratch / "pgbackrest" / name) for name in ("spool", "lock", "log")},
+    }
+    user = as_postgres()
+    subdirectories = ("socket", "data", "pgbackrest/spool", "pgbackrest/lock", "pgbackrest/log")
+    for sub in subdirectories:
+        (scratch / sub).mkdir(mode=0o700, parents=True)
     if user:
-        shutil.chown(scratch, "postgres", "postgres")
-        for sub in ("socket", "data"):
-            shutil.chown(scratch / sub, "postgres", "postgres")
+        for path in (scratch, scratch / "pgbackrest", *(scratch / sub for sub in subdirectories)):
+            shutil.chown(path, "postgres", "postgres")
     pgbackrest = str(Path(target.layout["STATE"]) / "bin" / "pgbackrest-secrets")
     run([*user, "env", "-i", *[f"{k}={v}" for k, v in environment.items()], pgbackrest, "--stanza=apm",
          "--repo=1", f"--set={label}", "--type=immediate", "--target-action=promote", "restore"],
         timeout=1800)  # fmt: skip
     postgres_bin = Path(environment["PATH"].split(":")[1])
-    run([*user, "env", "-i", *[f"{k}={v}" for k, v in environment.items()], str(postgres_bin / "pg_ctl"),
-         "-D", str(scratch / "data"), "-w", "-t", "300", "-l", str(scratch / "postgres.log"), "-o",
-         f"-c port=5999 -c listen_addresses='' -c unix_socket_directories={scratch / 'socket'} -c archive_mode=off "
-         "-c ssl=off -c hot_standby=on", "start"], timeout=400)  # fmt: skip
+    # The instances' own settings (recovery needs max_connections etc. as on the primary),
+    # then this one's: its socket only, no archiving.
+    options = target.cluster("postgres-options", target.primary()).splitlines()[1::2]  # -c, value, ...
+    options = [o for o in options if o.split("=")[0] not in SCRATCH_OVERRIDES]
+    # Its socket only, in a directory only postgres (and root) may enter: trusted there, so
+    # that the step reads the restored rows without the cluster's passwords.
+    (scratch / "hba.conf").write_text("local all all trust\n")
+    options += ["port=5999", "listen_addresses=", f"unix_socket_directories={scratch / 'socket'}",
+                "archive_mode=off", f"hba_file={scratch / 'hba.conf'}"]  # fmt: skip
+    try:
+        run([*user, "env", "-i", *[f"{k}={v}" for k, v in environment.items()], str(postgres_bin / "pg_ctl"),
+             "-D", str(scratch / "data"), "-w", "-t", "300", "-l", str(scratch / "postgres.log"), "-o",
+             " ".join(f"-c {shlex.quote(o)}" for o in options), "start"], timeout=400)  # fmt: skip
+    except CommandFailed as exc:
+        raise Failed("the restored server did not start", exc.output + "\n" + server_log(scratch)) from exc
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        try:
-            in_recovery = (
-                psycopg.connect(scratch_dsn(scratch), connect_timeout=5)
-                .execute("SELECT pg_is_in_recovery()")
-                .fetchone()[0]
-            )
-        except psycopg.OperationalError:
-            in_recovery = True
-        if not in_recovery:
+        if not in_recovery(scratch):
             return
         time.sleep(1)
-    log = (
-        (scratch / "postgres.log").read_text()[-5000:]
-        if (scratch / "postgres.log").exists()
-        else ""
-    )
-    raise Failed("the restored server did not finish recovery within 300 s", log)
+    raise Failed("the restored server did not finish recovery within 300 s", server_log(scratch))
+
+
+def in_recovery(scratch: Path) -> bool:
+    try:
+        with psycopg.connect(scratch_dsn(scratch), connect_timeout=5) as connection:
+            return connection.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+    except psycopg.OperationalError:
+        return True  # not accepting connections yet
+
+
+SCRATCH_OVERRIDES = {"port", "listen_addresses", "unix_socket_directories", "archive_mode", "archive_command"}
+
+
+def server_log(scratch: Path) -> str:
+    log = scratch / "postgres.log"
+    return log.read_text()[-8000:] if log.exists() else "(no server log)"
 
 
 def stop_scratch(scratch: Path) -> None:
-    import os
-
-    user = (
-        ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
-        if os.getuid() == 0
-        else []
-    )
     pg_ctl = "/usr/lib/postgresql/15/bin/pg_ctl"
-    subprocess.run(
-        [*user, pg_ctl, "-D", str(scratch / "data"), "-m", "fast", "-w", "stop"],
-        capture_output=True,
-        check=False,
-    )
+    command = [*as_postgres(), pg_ctl, "-D", str(scratch / "data"), "-m", "fast", "-w", "stop"]
+    subprocess.run(command, capture_output=True, check=False, timeout=120)
     shutil.rmtree(scratch, ignore_errors=True)
 
 
