@@ -14,7 +14,7 @@ OPS_BIN := $(abspath $(OPS_VENV))/bin
 	cluster-up cluster-down app-up backup-full backup-check deploy \
 	drill-baseline drill-primary-restore drill-failover drill-minio-outage \
 	cluster-local cluster-local-down cluster-local-status cluster-local-clean \
-	newman
+	newman steps
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -208,3 +208,8 @@ drill-failover: ## Drill 2: SIGKILL the primary under ingest, promote replica1, 
 
 drill-minio-outage: ## Drill 3: S3 down 2 minutes under ingest: writes continue, alert fires, archive catches up
 	$(DRILL_ENV) scripts/drills/03_minio_outage.sh
+
+# The six steps (functional, connectivity, roles and routing, backups, analytics, drills)
+# with their JUnit, HTML and JSON reports in reports/all_tests_<UTC timestamp>/.
+steps: venv ui-assets ## Step 1-6 against TARGET=local (make cluster-local) or deployed (BASE_URL, DATABASE_URL, keys)
+	TARGET=$(TARGET) scripts/run_all_tests.sh

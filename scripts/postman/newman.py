@@ -11,15 +11,30 @@ from scripts.postman.collections import POSTMAN, path_of
 NEWMAN = POSTMAN.parent / "node_modules" / ".bin" / "newman"
 
 
-def run(step: int, variables: dict[str, str], *, ca_file: Path | None = None,
-        json_export: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:  # fmt: skip
+def run(
+    step: int,
+    variables: dict[str, str],
+    *,
+    ca_file: Path | None = None,
+    json_export: Path | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
     """newman run on APM_Observability_Step<step>; VARIABLES become environment variables
-    (--env-var), so they rank above the collection's own. JSON_EXPORT: newman's JSON report
-of every request and assertion (the steps turn it into their checks)."""
+        (--env-var), so they rank above the collection's own. JSON_EXPORT: newman's JSON report
+    of every request and assertion (the steps turn it into their checks)."""
     if not NEWMAN.exists():
         raise FileNotFoundError(f"{NEWMAN} is missing: run `make ui-assets` (npm ci)")
-    command = [str(NEWMAN), "run", str(path_of(step)), "--reporters", "cli", "--color", "off",
-               "--timeout-request", "30000"]  # fmt: skip
+    command = [
+        str(NEWMAN),
+        "run",
+        str(path_of(step)),
+        "--reporters",
+        "cli",
+        "--color",
+        "off",
+        "--timeout-request",
+        "30000",
+    ]
     for key, value in variables.items():
         command += ["--env-var", f"{key}={value}"]
     if json_export:

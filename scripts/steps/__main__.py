@@ -22,13 +22,25 @@ def options(argv: list[str]) -> argparse.Namespace:
         "--reports", type=Path, required=True, help="reports/all_tests_<UTC timestamp>/"
     )
     deployed = parser.add_argument_group("TARGET=deployed")
-    for name in ("base-url", "monitoring-url", "ca-file", "database-url", "database-reader-urls",
-                 "database-monitor-url", "api-key", "admin-api-key", "read-api-key"):  # fmt: skip
+    for name in (
+        "base-url",
+        "monitoring-url",
+        "ca-file",
+        "database-url",
+        "database-reader-urls",
+        "database-monitor-url",
+        "api-key",
+        "admin-api-key",
+        "read-api-key",
+    ):
         deployed.add_argument(f"--{name}", default="")
     parsed = parser.parse_args(argv)
     if parsed.target == "deployed":
-        missing = [n for n in ("base_url", "database_url", "api_key", "admin_api_key", "read_api_key")
-                   if not getattr(parsed, n)]  # fmt: skip
+        missing = [
+            n
+            for n in ("base_url", "database_url", "api_key", "admin_api_key", "read_api_key")
+            if not getattr(parsed, n)
+        ]
         if missing:
             parser.error("TARGET=deployed needs " + ", ".join(n.upper() for n in missing))
     return parsed

@@ -103,8 +103,12 @@ def step1(step: Step) -> None:
             "ORDER BY time",
             (project, service),
         )
-        expected = [("/cart/{id}", "GET", 200), ("/cart/{id}", "GET", 200), ("/checkout", "POST", 500),
-                    ("/cart/{id}", "GET", 200)]  # fmt: skip
+        expected = [
+            ("/cart/{id}", "GET", 200),
+            ("/cart/{id}", "GET", 200),
+            ("/checkout", "POST", 500),
+            ("/cart/{id}", "GET", 200),
+        ]
         expect(rows == expected, f"{len(rows)} rows stored, expected A, B, C, E", rows)
         return "A, B, C and E stored once each; D (strict batch refused) and F (deleted) absent"
 
@@ -335,7 +339,9 @@ def step3(step: Step) -> None:
     def reader_reads() -> str:
         seen = []
         for node, dsn in target.reader_dsns.items():
-            (in_recovery, count), = target.query(dsn, "SELECT pg_is_in_recovery(), count(*) FROM api_request")  # fmt: skip
+            ((in_recovery, count),) = target.query(
+                dsn, "SELECT pg_is_in_recovery(), count(*) FROM api_request"
+            )
             expect(in_recovery, f"{node} is not in recovery")
             seen.append(f"{node}: {count} rows")
         expect(seen, "no replica configured")
@@ -432,7 +438,11 @@ def step4(step: Step) -> None:
 
     def check() -> str:
         output = target.cluster("pgbackrest-repo", "--stanza=apm", "check")
-        archived = [line.split("INFO: ")[-1] for line in output.splitlines() if "successfully archived" in line]
+        archived = [
+            line.split("INFO: ")[-1]
+            for line in output.splitlines()
+            if "successfully archived" in line
+        ]
         expect(len(archived) == 2, "a WAL segment not archived to both repositories", output)
         return "; ".join(archived)
 
@@ -464,8 +474,10 @@ def step4(step: Step) -> None:
         ]
         expect(latest["type"] == "diff", f"the latest backup of repo1 is {latest['type']}", latest)
         state["label"] = latest["label"]
-        return (f"{latest['label']} in {time.monotonic() - started:.1f} s, {latest['info']['delta']} bytes changed "
-                f"of {latest['info']['size']}")  # fmt: skip
+        return (
+            f"{latest['label']} in {time.monotonic() - started:.1f} s, {latest['info']['delta']} bytes changed "
+            f"of {latest['info']['size']}"
+        )
 
     def restore() -> str:
         scratch = Path(target.layout["STATE"]) / "scratch" / f"step4-{stamp()}"
@@ -532,7 +544,10 @@ def restore_to_scratch(target: Target, label: str, scratch: Path) -> None:
         "PGBACKREST_PG1_SOCKET_PATH": str(scratch / "socket"),
         "PGBACKREST_PG1_PORT": "5999",
         # Its own spool, lock and log: the primary's archive-push uses theirs meanwhile.
-        **{f"PGBACKREST_{name.upper()}_PATH": str(scratch / "pgbackrest" / name) for name in ("spool", "lock", "log")},
+        **{
+            f"PGBACKREST_{name.upper()}_PATH": str(scratch / "pgbackrest" / name)
+            for name in ("spool", "lock", "log")
+        },
     }
     user = as_postgres()
     subdirectories = ("socket", "data", "pgbackrest/spool", "pgbackrest/lock", "pgbackrest/log")
@@ -542,25 +557,64 @@ def restore_to_scratch(target: Target, label: str, scratch: Path) -> None:
         for path in (scratch, scratch / "pgbackrest", *(scratch / sub for sub in subdirectories)):
             shutil.chown(path, "postgres", "postgres")
     pgbackrest = str(Path(target.layout["STATE"]) / "bin" / "pgbackrest-secrets")
-    run([*user, "env", "-i", *[f"{k}={v}" for k, v in environment.items()], pgbackrest, "--stanza=apm",
-         "--repo=1", f"--set={label}", "--type=immediate", "--target-action=promote", "restore"],
-        timeout=1800)  # fmt: skip
+    run(
+        [
+            *user,
+            "env",
+            "-i",
+            *[f"{k}={v}" for k, v in environment.items()],
+            pgbackrest,
+            "--stanza=apm",
+            "--repo=1",
+            f"--set={label}",
+            "--type=immediate",
+            "--target-action=promote",
+            "restore",
+        ],
+        timeout=1800,
+    )
     postgres_bin = Path(environment["PATH"].split(":")[1])
     # The instances' own settings (recovery needs max_connections etc. as on the primary),
     # then this one's: its socket only, no archiving.
-    options = target.cluster("postgres-options", target.primary()).splitlines()[1::2]  # -c, value, ...
+    options = target.cluster("postgres-options", target.primary()).splitlines()[
+        1::2
+    ]  # -c, value, ...
     options = [o for o in options if o.split("=")[0] not in SCRATCH_OVERRIDES]
     # Its socket only, in a directory only postgres (and root) may enter: trusted there, so
     # that the step reads the restored rows without the cluster's passwords.
     (scratch / "hba.conf").write_text("local all all trust\n")
-    options += ["port=5999", "listen_addresses=", f"unix_socket_directories={scratch / 'socket'}",
-                "archive_mode=off", f"hba_file={scratch / 'hba.conf'}"]  # fmt: skip
+    options += [
+        "port=5999",
+        "listen_addresses=",
+        f"unix_socket_directories={scratch / 'socket'}",
+        "archive_mode=off",
+        f"hba_file={scratch / 'hba.conf'}",
+    ]
     try:
-        run([*user, "env", "-i", *[f"{k}={v}" for k, v in environment.items()], str(postgres_bin / "pg_ctl"),
-             "-D", str(scratch / "data"), "-w", "-t", "300", "-l", str(scratch / "postgres.log"), "-o",
-             " ".join(f"-c {shlex.quote(o)}" for o in options), "start"], timeout=400)  # fmt: skip
+        run(
+            [
+                *user,
+                "env",
+                "-i",
+                *[f"{k}={v}" for k, v in environment.items()],
+                str(postgres_bin / "pg_ctl"),
+                "-D",
+                str(scratch / "data"),
+                "-w",
+                "-t",
+                "300",
+                "-l",
+                str(scratch / "postgres.log"),
+                "-o",
+                " ".join(f"-c {shlex.quote(o)}" for o in options),
+                "start",
+            ],
+            timeout=400,
+        )
     except CommandFailed as exc:
-        raise Failed("the restored server did not start", exc.output + "\n" + server_log(scratch)) from exc
+        raise Failed(
+            "the restored server did not start", exc.output + "\n" + server_log(scratch)
+        ) from exc
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if not in_recovery(scratch):
@@ -577,7 +631,13 @@ def in_recovery(scratch: Path) -> bool:
         return True  # not accepting connections yet
 
 
-SCRATCH_OVERRIDES = {"port", "listen_addresses", "unix_socket_directories", "archive_mode", "archive_command"}
+SCRATCH_OVERRIDES = {
+    "port",
+    "listen_addresses",
+    "unix_socket_directories",
+    "archive_mode",
+    "archive_command",
+}
 
 
 def server_log(scratch: Path) -> str:
@@ -606,7 +666,7 @@ ENDPOINT_SQL = """
 SELECT service, endpoint, method, count(*), count(*) FILTER (WHERE status_code >= 500)
 FROM api_request WHERE project_id = %s AND time >= %s AND time < %s GROUP BY 1, 2, 3
 """
-# The sketch's documented bound (docs/ANALYTICS.md): within (γ−1)/(γ+1) = 0.89 % of the
+# The sketch's documented bound (docs/ANALYTICS.md): within (gamma-1)/(gamma+1) = 0.89 % of the
 # exact percentile_disc of the same requests.
 PERCENTILE_TOLERANCE = 0.0089
 
@@ -647,19 +707,42 @@ def step5(step: Step) -> None:
         (step.directory / name).write_text(json.dumps(document, indent=2) + "\n")
 
     def seed() -> str:
-        output = target.manage("seed_apirequests", "--count", "3000", "--days", "1", "--via", "api", "--url",
-                               target.monitoring_url, "--api-key", keys.api_key, "--project", project_slug,
-                               "--seed", "5", "--batch-size", "500", timeout=1800)  # fmt: skip
+        output = target.manage(
+            "seed_apirequests",
+            "--count",
+            "3000",
+            "--days",
+            "1",
+            "--via",
+            "api",
+            "--url",
+            target.monitoring_url,
+            "--api-key",
+            keys.api_key,
+            "--project",
+            project_slug,
+            "--seed",
+            "5",
+            "--batch-size",
+            "500",
+            timeout=1800,
+        )
         return output.strip().splitlines()[-1]
 
     def ingest() -> str:
         now = datetime.now(UTC)
         state["api_batch"] = [
-            {"event_id": str(uuid.uuid4()), "time": (now - timedelta(seconds=30 + i)).isoformat(), "service": "api",
-             "path": f"/v1/orders/{1000 + i}", "method": "POST" if i % 3 else "GET",
-             "status_code": 503 if i % 10 == 0 else 200, "latency_ms": 20.0 + i}
+            {
+                "event_id": str(uuid.uuid4()),
+                "time": (now - timedelta(seconds=30 + i)).isoformat(),
+                "service": "api",
+                "path": f"/v1/orders/{1000 + i}",
+                "method": "POST" if i % 3 else "GET",
+                "status_code": 503 if i % 10 == 0 else 200,
+                "latency_ms": 20.0 + i,
+            }
             for i in range(50)
-        ]  # fmt: skip
+        ]
         with http(target) as client:
             response = client.post(
                 f"{target.base_url}/api/v1/ingest/",
@@ -682,7 +765,8 @@ def step5(step: Step) -> None:
     def compare(kpis: dict, extra: str = "", args: tuple = ()) -> str:
         project = target.project_of(keys.api_key)
         hits, errors, avg, peak, percentiles, apdex = target.query(
-            target.writer_dsn, KPI_SQL.format(extra=extra), (project, start, end, *args))[0]  # fmt: skip
+            target.writer_dsn, KPI_SQL.format(extra=extra), (project, start, end, *args)
+        )[0]
         differences = {}
         if (kpis["hits"], kpis["errors"]) != (hits, errors):
             differences["hits, errors"] = [(kpis["hits"], kpis["errors"]), (hits, errors)]
@@ -699,8 +783,10 @@ def step5(step: Step) -> None:
             f"API and SQL differ on {', '.join(differences)}",
             {"api": kpis, "differences": differences},
         )
-        return (f"{hits} hits, {errors} errors, p95 {kpis['latency_ms']['p95']:.1f} ms (SQL percentile_disc {percentiles[1]:.1f}), "
-                f"Apdex {kpis['apdex']:.4f} (SQL {float(apdex):.4f}): percentiles within the sketch's 0.89 %")  # fmt: skip
+        return (
+            f"{hits} hits, {errors} errors, p95 {kpis['latency_ms']['p95']:.1f} ms (SQL percentile_disc {percentiles[1]:.1f}), "
+            f"Apdex {kpis['apdex']:.4f} (SQL {float(apdex):.4f}): percentiles within the sketch's 0.89 %"
+        )
 
     def kpis() -> str:
         body = api_get("/api/v1/kpis/")
@@ -748,8 +834,12 @@ def step5(step: Step) -> None:
         sql = {k: v for k, v in endpoints_sql().items() if v[0] >= 20}  # APM_TOP_MIN_HITS
         expected = sorted((errors / hits for hits, errors in sql.values()), reverse=True)[:10]
         got = [r["error_rate"] for r in body["results"]]
-        expect(len(got) == len(expected) and all(close(a, b, 1e-9) for a, b in zip(got, expected, strict=True)),
-               "the error rates are not SQL's ten highest", {"api": got, "sql": expected})  # fmt: skip
+        expect(
+            len(got) == len(expected)
+            and all(close(a, b, 1e-9) for a, b in zip(got, expected, strict=True)),
+            "the error rates are not SQL's ten highest",
+            {"api": got, "sql": expected},
+        )
         return f"top {len(got)} of {len(sql)} endpoints with 20+ hits, error rate {got[0]:.4f}..{got[-1]:.4f}, equal to SQL"
 
     if not step.check("seed 3,000 requests through the API", seed):
@@ -770,8 +860,18 @@ def step5(step: Step) -> None:
 
 # --- Step 6 -------------------------------------------------------------------------------
 
-DRILL_FIGURES = ("requests", "replicas_streaming", "rto_seconds", "rpo_markers_lost", "rpo_seconds",
-                 "seconds_to_writable", "acknowledged_lost", "markers_lost", "writes_failed", "alert_fired_after_seconds")  # fmt: skip
+DRILL_FIGURES = (
+    "requests",
+    "replicas_streaming",
+    "rto_seconds",
+    "rpo_markers_lost",
+    "rpo_seconds",
+    "seconds_to_writable",
+    "acknowledged_lost",
+    "markers_lost",
+    "writes_failed",
+    "alert_fired_after_seconds",
+)
 
 
 def step6(step: Step) -> None:

@@ -46,8 +46,11 @@ class StepReport:
 def write(report: StepReport, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     base = directory / f"step{report.step}"
-    paths = [base.with_name(base.name + "-report.json"), base.with_name(base.name + "-junit.xml"),
-             base.with_name(base.name + "-report.html")]  # fmt: skip
+    paths = [
+        base.with_name(base.name + "-report.json"),
+        base.with_name(base.name + "-junit.xml"),
+        base.with_name(base.name + "-report.html"),
+    ]
     paths[0].write_text(_json(report))
     paths[1].write_bytes(_junit(report))
     paths[2].write_text(_html(report))
@@ -71,18 +74,31 @@ def _json(report: StepReport) -> str:
 
 def _junit(report: StepReport) -> bytes:
     counts = report.counts
-    suite = ET.Element("testsuite", {
-        "name": f"step{report.step}: {report.title}", "tests": str(len(report.checks)),
-        "failures": str(counts[FAILED]), "errors": "0", "skipped": str(counts[SKIPPED]),
-        "time": f"{report.duration_s:.3f}", "timestamp": report.started_at,
-    })  # fmt: skip
+    suite = ET.Element(
+        "testsuite",
+        {
+            "name": f"step{report.step}: {report.title}",
+            "tests": str(len(report.checks)),
+            "failures": str(counts[FAILED]),
+            "errors": "0",
+            "skipped": str(counts[SKIPPED]),
+            "time": f"{report.duration_s:.3f}",
+            "timestamp": report.started_at,
+        },
+    )
     ET.SubElement(
         ET.SubElement(suite, "properties"), "property", {"name": "target", "value": report.target}
     )
     for check in report.checks:
-        case = ET.SubElement(suite, "testcase", {
-            "classname": f"step{report.step}", "name": check.name, "time": f"{check.duration_s:.3f}",
-        })  # fmt: skip
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            {
+                "classname": f"step{report.step}",
+                "name": check.name,
+                "time": f"{check.duration_s:.3f}",
+            },
+        )
         if check.result == FAILED:
             ET.SubElement(case, "failure", {"message": check.detail}).text = check.output
         elif check.result == SKIPPED:
@@ -114,8 +130,9 @@ def _html(report: StepReport) -> str:
     )
     failures = "\n".join(
         f'<h3 id="f{i}">{i}. {e(c.name)}</h3><p class="failed">{e(c.detail)}</p><pre>{e(c.output)}</pre>'
-        for i, c in enumerate(report.checks, 1) if c.result == FAILED
-    )  # fmt: skip
+        for i, c in enumerate(report.checks, 1)
+        if c.result == FAILED
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Step {report.step}: {e(report.title)} ({report.result})</title>

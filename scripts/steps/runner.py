@@ -72,9 +72,14 @@ class Step:
             return report.CheckResult(
                 name, report.FAILED, 0.0, str(exc), exc.output[-OUTPUT_LIMIT:]
             )
-        except Exception as exc:  # noqa: BLE001 - any error fails this check, not the step
-            return report.CheckResult(name, report.FAILED, 0.0, f"{type(exc).__name__}: {exc}",
-                                      traceback.format_exc()[-OUTPUT_LIMIT:])  # fmt: skip
+        except Exception as exc:
+            return report.CheckResult(
+                name,
+                report.FAILED,
+                0.0,
+                f"{type(exc).__name__}: {exc}",
+                traceback.format_exc()[-OUTPUT_LIMIT:],
+            )
         return report.CheckResult(name, report.PASSED, 0.0, str(detail))
 
     def passed(self, name: str) -> bool:
@@ -89,15 +94,24 @@ class Step:
             outcome = {}
 
             def run_collection() -> str:
-                result = newman.run(collection, newman_variables(self.target, keys, **variables),
-                                    ca_file=self.target.ca_file, json_export=export)  # fmt: skip
+                result = newman.run(
+                    collection,
+                    newman_variables(self.target, keys, **variables),
+                    ca_file=self.target.ca_file,
+                    json_export=export,
+                )
                 outcome["run"] = json.loads(export.read_text())["run"] if export.exists() else None
                 stats = (outcome["run"] or {}).get("stats", {})
-                summary = (f"{stats.get('requests', {}).get('total', 0)} requests, "
-                           f"{stats.get('assertions', {}).get('total', 0)} assertions, "
-                           f"{stats.get('assertions', {}).get('failed', 0)} failed")  # fmt: skip
-                expect(result.returncode == 0, f"newman exited {result.returncode}: {summary}",
-                       result.stdout[-OUTPUT_LIMIT:] + result.stderr[-5000:])  # fmt: skip
+                summary = (
+                    f"{stats.get('requests', {}).get('total', 0)} requests, "
+                    f"{stats.get('assertions', {}).get('total', 0)} assertions, "
+                    f"{stats.get('assertions', {}).get('failed', 0)} failed"
+                )
+                expect(
+                    result.returncode == 0,
+                    f"newman exited {result.returncode}: {summary}",
+                    result.stdout[-OUTPUT_LIMIT:] + result.stderr[-5000:],
+                )
                 return summary
 
             ok = self.check(name, run_collection)
@@ -109,8 +123,10 @@ class Step:
         item = execution["item"]["name"]
         response = execution.get("response") or {}
         failures = [a for a in execution.get("assertions", []) if a.get("error")]
-        detail = (f"{execution['request']['method']} {response.get('code', '-')} in "
-                  f"{response.get('responseTime', 0)} ms, {len(execution.get('assertions', []))} assertions")  # fmt: skip
+        detail = (
+            f"{execution['request']['method']} {response.get('code', '-')} in "
+            f"{response.get('responseTime', 0)} ms, {len(execution.get('assertions', []))} assertions"
+        )
         if execution.get("requestError"):
             failures.append({"assertion": "request", "error": execution["requestError"]})
         result = report.CheckResult(
@@ -131,6 +147,9 @@ class Step:
         self.report.duration_s = round(time.monotonic() - self._started, 1)
         paths = report.write(self.report, self.directory)
         counts = self.report.counts
-        print(f"[step{self.report.step}] {self.report.result}: {counts} in {self.report.duration_s}s; "
-              f"reports {', '.join(str(p) for p in paths)}", flush=True)  # fmt: skip
+        print(
+            f"[step{self.report.step}] {self.report.result}: {counts} in {self.report.duration_s}s; "
+            f"reports {', '.join(str(p) for p in paths)}",
+            flush=True,
+        )
         return 0 if self.report.result == report.PASSED else 1

@@ -117,9 +117,15 @@ class Target:
             (Path(self.layout["STATE"]) / "secrets" / f"db_{role}_password").read_text().strip()
         )
         return psycopg.conninfo.make_conninfo(
-            host="127.0.0.1", port=self.port(f"DB_{node.upper()}"), dbname="apm", user=f"apm_{role}",
-            password=password, sslmode=sslmode, sslrootcert=str(self.ca_file), connect_timeout=5,
-        )  # fmt: skip
+            host="127.0.0.1",
+            port=self.port(f"DB_{node.upper()}"),
+            dbname="apm",
+            user=f"apm_{role}",
+            password=password,
+            sslmode=sslmode,
+            sslrootcert=str(self.ca_file),
+            connect_timeout=5,
+        )
 
 
 def _current_primary(layout: dict[str, str]) -> str:
@@ -167,8 +173,12 @@ def local_target() -> Target:
 
 def local_keys(target: Target, project: str) -> Keys:
     """Three keys of PROJECT (created if missing) made with the app's own command."""
-    make = lambda scopes, name: target.manage("create_api_key", "--project", project, "--scopes", scopes,
-                                              "--name", name).strip()  # noqa: E731  # fmt: skip
+
+    def make(scopes, name):
+        return target.manage(
+            "create_api_key", "--project", project, "--scopes", scopes, "--name", name
+        ).strip()
+
     return Keys(
         make("ingest,read", "steps"),
         make("ingest,read,admin", "steps-admin"),
