@@ -29,6 +29,8 @@ COPY apm_platform ./apm_platform
 COPY observability ./observability
 COPY --from=assets /build/observability/ui/static/ui/vendor ./observability/ui/static/ui/vendor
 COPY manage.py ./
+# Railway (railway.json) sources it before migrate and gunicorn: its variables into ours.
+COPY setup_railway_env.sh ./
 COPY docker/entrypoint.sh /usr/local/bin/apm-entrypoint
 # Static files (admin, Swagger UI) are collected at build time; WhiteNoise serves them.
 RUN SECRET_KEY=collectstatic-only ALLOWED_HOSTS=build DATABASE_URL=postgres://build/none \

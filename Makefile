@@ -103,6 +103,8 @@ validate: venv ops-venv ## Check every deployment file: YAML, Compose, Dockerfil
 	find . -name '*.sh' -not -path './.venv*' -not -path './.data/*' -print0 | xargs -0 $(OPS_BIN)/shellcheck
 	@echo "== switch_cluster_mode.py and the rendered cluster configuration"
 	$(OPS_BIN)/python -m pytest -q -c scripts/tests/pytest.ini scripts/tests
+	@echo "== Railway and the production deploy: railway.json, setup_railway_env.sh and check_railway_db.sh on the test database, deploy-production.sh --dry-run preflight"
+	$(PY) -m pytest -q apm_platform/tests/test_railway_and_deploy.py
 	@echo "== Grafana dashboards: datasources, and every SQL panel run on the test database"
 	$(PY) -m pytest -q apm_platform/tests/test_grafana_dashboards.py
 
