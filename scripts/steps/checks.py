@@ -30,7 +30,13 @@ TITLES = {
     5: "seed and analytics: KPIs and rankings equal to raw SQL",
     6: "drills: baseline, primary restore, failover, S3 outage",
 }
-DRILLS = ("00_baseline", "01_primary_restore", "02_failover_replica", "03_minio_outage")
+# Each drill's script and the name of the report it writes.
+DRILLS = {
+    "00_baseline": "00_baseline",
+    "01_primary_restore": "01_primary_restore",
+    "02_failover_replica": "02_failover",
+    "03_minio_outage": "03_minio_outage",
+}
 
 
 def stamp() -> str:
@@ -877,9 +883,9 @@ DRILL_FIGURES = (
 def step6(step: Step) -> None:
     target = step.target
     drills = step.directory / "drills"
-    for drill in DRILLS:
+    for drill, report_name in DRILLS.items():
 
-        def run_drill(drill=drill) -> str:
+        def run_drill(drill=drill, report_name=report_name) -> str:
             target.require_local(f"drill {drill}")
             command = [
                 "env",
@@ -892,14 +898,14 @@ def step6(step: Step) -> None:
                 run(command, timeout=1800)
             except CommandFailed as exc:
                 raise Failed(
-                    f"{drill} failed: {last_reason(drills / f'{drill}.json')}", exc.output
+                    f"{drill} failed: {last_reason(drills / f'{report_name}.json')}", exc.output
                 ) from exc
-            document = json.loads((drills / f"{drill}.json").read_text())
+            document = json.loads((drills / f"{report_name}.json").read_text())
             expect(
                 document.get("result") == "passed", f"{drill}: {document.get('reason')}", document
             )
             figures = [f"{k} {document[k]}" for k in DRILL_FIGURES if k in document]
-            return f"passed ({', '.join(figures) or 'see the report'}); report drills/{drill}.json"
+            return f"passed ({', '.join(figures) or 'see the report'}); report drills/{report_name}.json"
 
         step.check(f"drill {drill}", run_drill)
 
