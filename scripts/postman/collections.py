@@ -195,7 +195,7 @@ def step1() -> dict:
             "const text = pm.response.text();",
             "pm.test('the app\\'s request metrics are exposed', () => {",
             "    pm.expect(text).to.include('# TYPE apm_http_requests_total counter');",
-            "    pm.expect(text).to.include('apm_ingest_events_total');",
+            "    pm.expect(text).to.include('# TYPE apm_http_request_duration_seconds histogram');",
             "});",
         ], key=None, base="monitoring_url", json_body=False),
     )  # fmt: skip

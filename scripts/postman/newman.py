@@ -30,8 +30,7 @@ def run(
         str(path_of(step)),
         "--reporters",
         "cli",
-        "--color",
-        "off",
+        "--no-color",
         "--timeout-request",
         "30000",
     ]
