@@ -30,7 +30,8 @@ def run(
         str(path_of(step)),
         "--reporters",
         "cli",
-        "--no-color",
+        "--color",
+        "off",
         "--timeout-request",
         "30000",
     ]
