@@ -12,6 +12,8 @@ FROM node:20-bookworm-slim AS assets
 WORKDIR /build
 COPY package.json package-lock.json ./
 COPY scripts/dev/ui_assets.sh scripts/dev/
+# The image needs the UI's libraries only, not the development tools (newman).
+ENV NPM_CONFIG_OMIT=dev
 RUN scripts/dev/ui_assets.sh
 
 FROM python:3.11-slim-bookworm
@@ -27,6 +29,8 @@ COPY apm_platform ./apm_platform
 COPY observability ./observability
 COPY --from=assets /build/observability/ui/static/ui/vendor ./observability/ui/static/ui/vendor
 COPY manage.py ./
+# Railway (railway.json) sources it before migrate and gunicorn: its variables into ours.
+COPY setup_railway_env.sh ./
 COPY docker/entrypoint.sh /usr/local/bin/apm-entrypoint
 # Static files (admin, Swagger UI) are collected at build time; WhiteNoise serves them.
 RUN SECRET_KEY=collectstatic-only ALLOWED_HOSTS=build DATABASE_URL=postgres://build/none \

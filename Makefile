@@ -13,7 +13,8 @@ OPS_BIN := $(abspath $(OPS_VENV))/bin
 	ops-venv validate secrets certs cluster-config up down backup-up monitoring-up \
 	cluster-up cluster-down app-up backup-full backup-check deploy \
 	drill-baseline drill-primary-restore drill-failover drill-minio-outage \
-	cluster-local cluster-local-down cluster-local-status cluster-local-clean
+	cluster-local cluster-local-down cluster-local-status cluster-local-clean \
+	newman steps
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -39,6 +40,9 @@ run: venv ui-assets ## Start the product on the embedded database with demo data
 test: venv ui-assets ## Lint, then the whole test suite (embedded database unless DATABASE_URL is set)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+newman: venv ui-assets ## The Step1 Postman collection under newman against a live server (part of make test)
+	$(PY) -m pytest -q observability/tests/test_postman.py
 
 lint: venv ## ruff only
 	$(VENV)/bin/ruff check .
@@ -110,6 +114,8 @@ validate: venv ops-venv ## Check every deployment file: YAML, Compose, Dockerfil
 	find . -name '*.sh' -not -path './.venv*' -not -path './.data/*' -print0 | xargs -0 $(OPS_BIN)/shellcheck
 	@echo "== switch_cluster_mode.py and the rendered cluster configuration"
 	$(OPS_BIN)/python -m pytest -q -c scripts/tests/pytest.ini scripts/tests
+	@echo "== Railway and the production deploy: railway.json, setup_railway_env.sh and check_railway_db.sh on the test database, deploy-production.sh --dry-run preflight"
+	$(PY) -m pytest -q apm_platform/tests/test_railway_and_deploy.py
 	@echo "== Grafana dashboards: datasources, and every SQL panel run on the test database"
 	$(PY) -m pytest -q apm_platform/tests/test_grafana_dashboards.py
 
@@ -215,3 +221,8 @@ drill-failover: ## Drill 2: SIGKILL the primary under ingest, promote replica1, 
 
 drill-minio-outage: ## Drill 3: S3 down 2 minutes under ingest: writes continue, alert fires, archive catches up
 	$(DRILL_ENV) scripts/drills/03_minio_outage.sh
+
+# The six steps (functional, connectivity, roles and routing, backups, analytics, drills)
+# with their JUnit, HTML and JSON reports in reports/all_tests_<UTC timestamp>/.
+steps: venv ui-assets ## Step 1-6 against TARGET=local (make cluster-local) or deployed (BASE_URL, DATABASE_URL, keys)
+	TARGET=$(TARGET) scripts/run_all_tests.sh

@@ -236,6 +236,10 @@ def test_a_replica_clones_the_primary_streams_and_resumes_after_a_restart(primar
                 writer.execute("INSERT INTO replicated VALUES (2)")
             wait_for(lambda: replica.execute("SELECT count(*) FROM replicated").fetchone() == (2,),
                      what="row 2 on the replica")  # fmt: skip
+            # The app's router uses a replica only while it sees its WAL receiver stream,
+            # as apm_reader: 001_roles.sh grants it pg_read_all_stats, else the status is NULL.
+            receiver = replica.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+            assert receiver == ("streaming",)
         with connect(primary.port, "apm_monitor", workdir) as monitor:
             streaming = monitor.execute(
                 "SELECT application_name, state, ssl FROM pg_stat_replication "

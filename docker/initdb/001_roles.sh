@@ -21,6 +21,11 @@ GRANT CONNECT, CREATE ON DATABASE apm TO apm_writer;
 -- system check fails and so does migrate (found by the local cluster).
 GRANT pg_read_all_settings TO apm_writer;
 GRANT CONNECT ON DATABASE apm TO apm_reader;
+-- The app reads from a replica only while its WAL receiver streams, which it reads from
+-- pg_stat_wal_receiver on the replica as apm_reader: without pg_read_all_stats the status
+-- is hidden (NULL), no replica is ever usable, and every read goes to the primary (found
+-- by the step runner, scripts/step3_test.sh).
+GRANT pg_read_all_stats TO apm_reader;
 ALTER SCHEMA public OWNER TO apm_writer;
 GRANT USAGE ON SCHEMA public TO apm_reader;
 ALTER DEFAULT PRIVILEGES FOR ROLE apm_writer IN SCHEMA public GRANT SELECT ON TABLES TO apm_reader;

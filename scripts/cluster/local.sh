@@ -869,7 +869,12 @@ case "${1:-}" in
     set-primary) set_primary "$2" ;;
     postgres-options) postgres_options "$2" ;;
     render-nginx) render_nginx; echo "${STATE}/app/nginx" ;;
+    # The step runner (scripts/steps/): the app's manage.py as the APP node runs it, and
+    # the environment pgBackRest and PostgreSQL get on the DATA node for instance NODE.
+    manage) shift; app_manage "$@" ;;
+    pgbackrest-env) base_env; pgbackrest_db_env "$2" ;;
     *) echo "usage: $0 up|down|status|clean | start|stop|kill NAME... | running NAME | psql NODE ARGS |" \
-            "pgbackrest-repo ARGS | pgbackrest-data NODE ARGS | primary-setup NODE | set-primary NODE" >&2
+            "pgbackrest-repo ARGS | pgbackrest-data NODE ARGS | primary-setup NODE | set-primary NODE |" \
+            "manage ARGS | pgbackrest-env NODE" >&2
        exit 2 ;;
 esac
