@@ -141,7 +141,7 @@ JOBS = (
     Job("partitions", 3600, prepare_partitions, timescale_policy=True),
     Job("retention", 3600, apply_retention, timescale_policy=True),
     Job("search_retention", 3600, apply_search_retention),
-    # A group's counts trail its requests by up to this period (plus run_jobs' 5 s tick).
+    # A known group's counts trail its requests by up to this period (plus the 5 s tick).
     Job("error_group_counts", 5, fold_error_group_counts),
     Job("error_group_retention", 3600, apply_error_group_retention),
     Job("idempotency_keys", 3600, expire_idempotency_keys),

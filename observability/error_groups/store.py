@@ -123,8 +123,9 @@ def failure(row: Row, exception_type="", exception_message="", stacktrace="", fi
     )  # fmt: skip
 
 
-def assign(project_id: int, failures: Sequence[tuple[Failure, Row]]) -> list[int]:
-    """The group id of each failure (of the row it belongs to), creating new groups."""
+def assign(project_id: int, failures: Sequence[tuple[Failure, Row]]) -> tuple[list[int], bool]:
+    """The group id of each failure (of the row it belongs to), creating new groups; and
+    whether this worker had not seen one of them (new, or new to its cache)."""
     groupings = [group_of(failure) for failure, _ in failures]
     ids: dict[str, int] = {}
     missing: dict[str, tuple] = {}
@@ -142,7 +143,7 @@ def assign(project_id: int, failures: Sequence[tuple[Failure, Row]]) -> list[int
         # Cached once the groups are committed: a rolled back batch takes its new groups
         # with it, and no later batch may point at them.
         transaction.on_commit(lambda: [_ids.put((project_id, f), i) for f, i in found.items()])
-    return [ids[grouping.fingerprint] for grouping in groupings]
+    return [ids[grouping.fingerprint] for grouping in groupings], bool(missing)
 
 
 def _find_or_create(project_id: int, new: list[tuple]) -> dict[str, int]:

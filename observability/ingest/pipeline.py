@@ -166,13 +166,16 @@ def _reject(result: IngestResult, door: Door, index: int, error: EventError) -> 
     result.rejected += 1
 
 
-def _error_groups(project_id: int, rows: list[Row], failed: dict[int, Event]) -> dict[int, int]:
+def _error_groups(
+    project_id: int, rows: list[Row], failed: dict[int, Event]
+) -> tuple[dict[int, int], bool]:
     """Position of each failed row -> its error group (after the caps: the group's
-    service and endpoint are the ones stored)."""
+    service and endpoint are the ones stored); and whether a group was new here."""
     if not failed:
-        return {}
+        return {}, False
     failures = [(_failure(failed[n], rows[n]), rows[n]) for n in failed]
-    return dict(zip(failed, error_groups.assign(project_id, failures), strict=True))
+    ids, new = error_groups.assign(project_id, failures)
+    return dict(zip(failed, ids, strict=True)), new
 
 
 def _failure(event: Event, row: Row):
@@ -209,7 +212,7 @@ def _store(
     """Cap dimensions, add error groups, write the rows once each, count the outcome."""
     capped = cardinality.cap_rows(project_id, rows, door.source)
     rows = capped.rows
-    groups = _error_groups(project_id, rows, failed)
+    groups, new_group = _error_groups(project_id, rows, failed)
     for n, group in groups.items():
         rows[n] = rows[n]._replace(error_group_id=group)
 
@@ -225,6 +228,10 @@ def _store(
     if strict and stored.unstorable:
         raise InvalidEvents(result.errors)
     accepted = [row for n, row in enumerate(rows) if n not in stored.unstorable]
+    if new_group:
+        # A new group is listed, counted, as soon as its batch is answered (and its
+        # opening alerted on); a known group's counts follow within seconds (the job).
+        error_groups.fold()
     result.rows = accepted
     result.accepted = len(accepted)
     result.duplicates = len(accepted) - stored.new

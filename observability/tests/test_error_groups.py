@@ -188,18 +188,23 @@ def test_groups_never_mix_projects(ingest, project, other_project):
     assert len(sample_projects) == 1
 
 
-def test_counts_are_recorded_with_the_batch_and_folded_once(api, project):
-    """Ingest records occurrences in the batch's transaction; the job adds them."""
-    batch = [failed(error_message="slot 3 taken"), failed(error_message="slot 9 taken")]
-    assert api.post("/api/v1/ingest/", batch, format="json").status_code == 200
+def test_counts_are_recorded_with_the_batch_and_folded_once(transactional_db, api, project):
+    """Ingest records occurrences in the batch's transaction; the job adds them (a new
+    group at once). Committed for real: the worker caches groups once committed."""
+    first = [failed(error_message="slot 3 taken"), failed(error_message="slot 9 taken")]
+    assert api.post("/api/v1/ingest/", first, format="json").status_code == 200
     (group,) = groups_of(project)
-    assert group.count == 0 and ErrorGroupDelta.objects.count() == 1
+    assert group.count == 2  # a new group: folded in its batch's request
+    more = [failed(error_message="slot 12 taken")]
+    assert api.post("/api/v1/ingest/", more, format="json").status_code == 200
+    group.refresh_from_db()
+    assert group.count == 2 and ErrorGroupDelta.objects.count() == 1  # until the job
     assert store.fold() == 1
     assert store.fold() == 0  # each delta once
-    api.post("/api/v1/ingest/", batch, format="json")  # a retry: nothing new to record
+    api.post("/api/v1/ingest/", more, format="json")  # a retry: nothing new to record
     store.fold()
     group.refresh_from_db()
-    assert group.count == 2 and [hour.count for hour in group_hours(group)] == [2]
+    assert group.count == 3 and [hour.count for hour in group_hours(group)] == [3]
     assert not ErrorGroupDelta.objects.exists()
 
 
@@ -343,7 +348,7 @@ def test_a_group_another_batch_is_creating_is_found_not_duplicated(transactional
     def second_batch():
         try:
             with transaction.atomic():
-                found_by_second.extend(store.assign(project.pk, [(failure, row)]))
+                found_by_second.extend(store.assign(project.pk, [(failure, row)])[0])
         except Exception as exc:
             found_by_second.append(exc)
             raise
@@ -351,7 +356,7 @@ def test_a_group_another_batch_is_creating_is_found_not_duplicated(transactional
             connections.close_all()
 
     with transaction.atomic():
-        (first,) = store.assign(project.pk, [(failure, row)])
+        (first,), _ = store.assign(project.pk, [(failure, row)])
         worker = threading.Thread(target=second_batch)
         worker.start()
         wait_for_a_lock_wait()

@@ -159,7 +159,8 @@ def _with_error_groups(project_id: int, rows: list[Row], batch: list[dict]):
         for n in failed
     ]
     rows = list(rows)
-    for n, group in zip(failed, error_groups.assign(project_id, failures), strict=True):
+    ids, _ = error_groups.assign(project_id, failures)
+    for n, group in zip(failed, ids, strict=True):
         rows[n] = rows[n]._replace(error_group_id=group)
     return rows, [rows[n] for n in failed]
 
