@@ -471,3 +471,19 @@ def test_an_admin_resolves_a_group_from_the_keyboard(page, seeded, api):
     page.get_by_role("button", name="Reopen").click()
     expect(page.locator("#group-status")).to_have_text("open")
     assert api(f"/api/v1/error-groups/{group.pk}/")["status"] == "open"
+
+
+def test_the_slo_pages_show_the_budget_and_the_burn_rates(page, seeded):
+    from observability.alerting.models import Slo
+
+    slo = Slo.objects.create(project=seeded.project, name="checkout available",
+                             service="checkout", objective="availability", target=99,
+                             window_days=7)  # fmt: skip
+    jobs.evaluate_alerts()
+    sign_in(page, "vic")
+    open_page(page, f"/p/{seeded.slug}/slos/", screenshot="slos")
+    expect(page.get_by_role("link", name="checkout available")).to_be_visible()
+    open_page(page, f"/p/{seeded.slug}/slos/{slo.pk}/", screenshot="slo")
+    expect(page.locator("#rules tbody tr")).to_have_count(4)  # the workbook's four rules
+    points = page.locator("svg.burn-down polyline").get_attribute("points")
+    assert len(points.split()) > 24  # an hour per point over the seeded days
