@@ -9,7 +9,6 @@ storable: every field fits its column. Every rejection names its field.
 from __future__ import annotations
 
 import functools
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -328,8 +327,6 @@ def checked_attributes(attributes: bytes, folded_method: str | None = None) -> b
     semantic key."""
     if len(attributes) > MAX_ATTRIBUTES_BYTES:
         raise EventError("attributes", f"Must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON.")
-    if folded_method is None and _plainly_storable(attributes):
-        return attributes
     try:
         value = msgspec.json.decode(attributes)
     except RecursionError as exc:
@@ -351,27 +348,6 @@ def checked_attributes(attributes: bytes, folded_method: str | None = None) -> b
         value[ORIGINAL_METHOD_KEY] = folded_method
         return msgspec.json.encode(value)
     return attributes
-
-
-# A number with an exponent may be beyond jsonb's range; one without cannot be (8 KiB of
-# digits is far below numeric's limit).
-_EXPONENT = re.compile(rb"[0-9][eE]")
-
-
-def _plainly_storable(attributes: bytes) -> bool:
-    """Most attributes, checked on their bytes without being decoded: one flat object (one
-    brace, no bracket, even inside strings), ASCII (valid UTF-8, which msgspec does not
-    check inside a raw value) without a backslash (no escape: no NUL, no lone surrogate),
-    no exponent, and no more colons than keys allowed (each key has one)."""
-    return (
-        attributes[:1] == b"{"
-        and attributes.isascii()
-        and b"\\" not in attributes
-        and attributes.count(b"{") == 1
-        and b"[" not in attributes
-        and attributes.count(b":") <= MAX_ATTRIBUTES
-        and _EXPONENT.search(attributes) is None
-    )
 
 
 def _check_attribute_values(attributes: dict) -> None:

@@ -467,25 +467,3 @@ def test_the_single_create_answers_the_stored_record(api, project):
     body = response.json()
     assert (body["method"], body["trace_id"], body["attributes"]) == ("POST", "a" * 32, {"k": "v"})
     assert body == api.get(f"/api/v1/requests/{event['event_id']}/").json()
-
-
-@pytest.mark.parametrize("attributes", [
-    b'{"region":"eu-west-1","retries":3}', b'{ "a" : 1.5 , "b" : "x:y" }', b'{"n":1e999}',
-    b'{"n":-2E308}', b'{"s":"\\ud800"}', b'{"s":"\\u0000"}', b'{"s":"\xff"}', b'{"a":{"b":1}}',
-    b'{"a":[1,2]}', b'["not", "an object"]',
-    b"{" + b",".join(b'"k%d":1' % n for n in range(129)) + b"}",
-])  # fmt: skip
-def test_attributes_checked_on_their_bytes_are_those_decoding_accepts(attributes):
-    """The bytes-only fast path of checked_attributes accepts nothing the decoding refuses."""
-    from apm_platform.http import OTHER_METHOD
-    from observability.ingest import events
-
-    def outcome(check):
-        try:
-            return check(attributes)
-        except events.EventError as error:
-            return error.field
-
-    # A method already `_OTHER` is kept as it is: the decoding path, same result wanted.
-    decoded = outcome(lambda raw: events.checked_attributes(raw, folded_method=OTHER_METHOD))
-    assert outcome(events.checked_attributes) == decoded
