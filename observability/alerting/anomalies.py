@@ -14,7 +14,7 @@ from observability.anomalies import detector
 # minute missing its last batch would look like a traffic drop.
 LATE_DATA_ALLOWANCE = timedelta(minutes=1)
 
-UNITS = {"latency_p95": "ms", "error_rate": "", "traffic_drop": "requests/min"}
+UNITS = {"latency_p95": "ms", "traffic_drop": "requests/min"}  # an error rate is a percentage
 
 
 def run_alerts(project_id: int, at: datetime) -> list[detector.Finding]:
