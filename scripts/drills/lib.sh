@@ -193,3 +193,10 @@ print(sum(1 for a in alerts if a["labels"].get("alertname") == sys.argv[1] and a
 alert_firing() {
     (( $(prometheus_alert_count "$1" firing) > 0 ))
 }
+
+# Neither pending nor firing, as Prometheus answered (an unreachable Prometheus is not quiet).
+alert_quiet() {
+    local pending firing
+    pending="$(prometheus_alert_count "$1" pending)" && firing="$(prometheus_alert_count "$1" firing)" \
+        && (( pending + firing == 0 ))
+}

@@ -895,7 +895,8 @@ def step6(step: Step) -> None:
                 str(ROOT / "scripts" / "drills" / f"{drill}.sh"),
             ]
             try:
-                run(command, timeout=1800)
+                # Drill 3 may first wait up to 21 minutes for an earlier outage's alert to resolve.
+                run(command, timeout=3600)
             except CommandFailed as exc:
                 raise Failed(
                     f"{drill} failed: {last_reason(drills / f'{report_name}.json')}", exc.output
