@@ -182,21 +182,20 @@ pgbackrest_check() {
     driver_pgbackrest --stanza=apm check
 }
 
-# Active Prometheus alerts named NAME in state STATE (firing|pending), as a count.
+# Active Prometheus alerts named NAME in any of the STATEs given (firing, pending), as a count.
 prometheus_alert_count() {
     driver_prometheus "/api/v1/alerts" | "${DRILLS_PY}" -c '
 import json, sys
 alerts = json.load(sys.stdin)["data"]["alerts"]
-print(sum(1 for a in alerts if a["labels"].get("alertname") == sys.argv[1] and a["state"] == sys.argv[2]))' "$1" "$2"
+print(sum(1 for a in alerts if a["labels"].get("alertname") == sys.argv[1] and a["state"] in sys.argv[2:]))' "$@"
 }
 
 alert_firing() {
     (( $(prometheus_alert_count "$1" firing) > 0 ))
 }
 
-# Neither pending nor firing, as Prometheus answered (an unreachable Prometheus is not quiet).
+# Neither pending nor firing, in one answer of Prometheus (an unreachable one is not quiet).
 alert_quiet() {
-    local pending firing
-    pending="$(prometheus_alert_count "$1" pending)" && firing="$(prometheus_alert_count "$1" firing)" \
-        && (( pending + firing == 0 ))
+    local active
+    active="$(prometheus_alert_count "$1" pending firing)" && (( active == 0 ))
 }
