@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.search import SearchVectorField
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import connections, models
 from django.utils import timezone
 from pgvector.django import VectorField
 
@@ -122,10 +122,37 @@ class ApiKeyQuerySet(models.QuerySet):
         prefix = ApiKey.prefix_of(plaintext)
         if prefix is None:
             return None
-        key = self.active().select_related("project").filter(prefix=prefix).first()
+        key = self._active_by_prefix(prefix)
         if key is None or not secrets.compare_digest(key.key_hash, ApiKey.hash(plaintext)):
             return None
         return key
+
+    def _active_by_prefix(self, prefix: str) -> ApiKey | None:
+        """`self.active().select_related("project").filter(prefix=prefix).first()`, by
+        hand: this runs on every API request, and building and compiling that queryset
+        took most of the CPU of the lookup (0.6 of 1.0 ms; by hand, 0.2 ms)."""
+        with connections[self.db].cursor() as cursor:  # the database the ORM would read
+            cursor.execute(ACTIVE_KEY_BY_PREFIX, [prefix])
+            found = cursor.fetchone()
+        if found is None:
+            return None
+        key = ApiKey.from_db(self.db, KEY_FIELDS, found[: len(KEY_FIELDS)])
+        key.project = Project.from_db(self.db, PROJECT_FIELDS, found[len(KEY_FIELDS) :])
+        return key
+
+
+# The fields of ApiKey and Project, in their models' order (as Model.from_db takes them;
+# a test checks that these are all of them). The prefix is unique: one row at most.
+KEY_FIELDS = ("id", "project_id", "name", "prefix", "key_hash", "scopes", "created_at",
+              "last_used_at", "revoked_at")  # fmt: skip
+PROJECT_FIELDS = ("id", "slug", "name", "created_at", "last_write_at")
+ACTIVE_KEY_BY_PREFIX = """
+SELECT k.id, k.project_id, k.name, k.prefix, k.key_hash, k.scopes, k.created_at,
+       k.last_used_at, k.revoked_at,
+       p.id, p.slug, p.name, p.created_at, p.last_write_at
+FROM apm_api_key k JOIN apm_project p ON p.id = k.project_id
+WHERE k.prefix = %s AND k.revoked_at IS NULL
+"""
 
 
 class ApiKey(models.Model):

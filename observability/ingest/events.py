@@ -16,7 +16,7 @@ from typing import Annotated, NamedTuple
 
 import msgspec
 
-from apm_platform.http import OTHER_METHOD, standard_method
+from apm_platform.http import OTHER_METHOD, STANDARD_METHODS, standard_method
 from observability.ingest import jsonsplit
 from observability.ingest.errors import MalformedBody
 from observability.ingest.routes import normalize_path
@@ -33,6 +33,10 @@ MAX_BIGINT = 2**63 - 1
 MAX_FUTURE = timedelta(minutes=5)
 # Where a folded method's original is kept (OpenTelemetry's semantic conventions).
 ORIGINAL_METHOD_KEY = "http.request.method_original"
+# Attributes objects up to this size are checked once per worker and remembered (the
+# last MEMO_ENTRIES of them: at most 2 MiB of keys and values).
+MEMO_MAX_BYTES = 256
+MEMO_ENTRIES = 4096
 
 Text = Annotated[str, msgspec.Meta(max_length=255)]
 Endpoint = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ENDPOINT_CHARS)]
@@ -293,12 +297,13 @@ def to_row(
         raise EventError("error_message", f"Must be at most {MAX_ERROR_MESSAGE_BYTES} bytes.")
     if may_hold_nul and _field_with_nul(event):
         raise EventError(_field_with_nul(event), "Must not contain NUL characters.")
-    method = standard_method(event.method)
+    method = event.method
+    if method not in STANDARD_METHODS:  # most clients send a standard method in capitals
+        method = standard_method(method)
+    folded_method = event.method if method == OTHER_METHOD else None
     attributes = bytes(event.attributes)
-    if method == OTHER_METHOD:
-        attributes = checked_attributes(attributes, folded_method=event.method)
-    elif attributes != b"{}":
-        attributes = checked_attributes(attributes)
+    check = _stored_attributes_memo if len(attributes) <= MEMO_MAX_BYTES else stored_attributes
+    attributes = check(attributes, folded_method)
     return _new_row((
         moment,
         project_id,
@@ -315,16 +320,18 @@ def to_row(
         error_message,
         event.request_bytes,
         event.response_bytes,
-        jsonb_value(attributes),
+        attributes,
         apdex_t_ms,
         None,  # error_group_id
     ))  # fmt: skip
 
 
-def checked_attributes(attributes: bytes, folded_method: str | None = None) -> bytes:
-    """The attributes as stored: a JSON object within the limits, every value storable
-    in jsonb. A method folded into `_OTHER` (`folded_method`) is kept in them under its
-    semantic key."""
+def stored_attributes(attributes: bytes, folded_method: str | None = None) -> bytes:
+    """The attributes as stored (jsonb's wire form, see writer.jsonb_value): a JSON object
+    within the limits, every value storable in jsonb. A method folded into `_OTHER`
+    (`folded_method`) is kept in them under its semantic key."""
+    if attributes == b"{}" and folded_method is None:
+        return _EMPTY_ATTRIBUTES
     if len(attributes) > MAX_ATTRIBUTES_BYTES:
         raise EventError("attributes", f"Must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON.")
     try:
@@ -346,8 +353,15 @@ def checked_attributes(attributes: bytes, folded_method: str | None = None) -> b
         _check_attribute_values(value)
     if folded_method not in (None, OTHER_METHOD):
         value[ORIGINAL_METHOD_KEY] = folded_method
-        return msgspec.json.encode(value)
-    return attributes
+        return jsonb_value(msgspec.json.encode(value))
+    return jsonb_value(attributes)
+
+
+_EMPTY_ATTRIBUTES = jsonb_value(b"{}")
+# Services send the same few small attributes objects again and again (a region, a
+# version): each is decoded and checked once per worker, not once per event. Invalid
+# ones raise, and are not remembered.
+_stored_attributes_memo = functools.lru_cache(maxsize=MEMO_ENTRIES)(stored_attributes)
 
 
 def _check_attribute_values(attributes: dict) -> None:

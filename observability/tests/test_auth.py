@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from observability.models import ApiKey
+from observability.models import KEY_FIELDS, PROJECT_FIELDS, ApiKey, Project
 from observability.tests.utils import client_with, event_payload, make_key, make_request
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +41,24 @@ def test_x_api_key_header_works(api, key, project):
 
     assert response.status_code == 200
     assert len(response.json()["results"]) == 1
+
+
+def test_the_key_lookup_loads_every_field_of_the_key_and_its_project(project):
+    """The lookup is SQL by hand (observability.models.ACTIVE_KEY_BY_PREFIX): a field
+    added to either model must be added to it, or each request would load it again."""
+    assert KEY_FIELDS == tuple(field.attname for field in ApiKey._meta.concrete_fields)
+    assert PROJECT_FIELDS == tuple(field.attname for field in Project._meta.concrete_fields)
+    plaintext = make_key(project, scopes=["read"])
+    stored = ApiKey.objects.select_related("project").get(prefix=ApiKey.prefix_of(plaintext))
+
+    found = ApiKey.objects.authenticate(plaintext)
+
+    assert not found.get_deferred_fields() and not found.project.get_deferred_fields()
+    assert [getattr(found, name) for name in KEY_FIELDS] == [
+        getattr(stored, name) for name in KEY_FIELDS
+    ]
+    assert found.scopes == ["read"] and found.project == project
+    assert found.project.slug == project.slug and not found._state.adding
 
 
 def test_revoked_key_is_401(project):
