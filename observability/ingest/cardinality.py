@@ -56,15 +56,18 @@ def cap_rows(project_id: int, rows: list[Row], source: str) -> Capped:
     Services first: an overflowed service's endpoints are capped under OVERFLOW.
     """
     limits = caps()
-    services_sent = {row.service for row in rows}
-    environments_sent = {row.environment for row in rows}
+    # One pass over the rows; the loops below go over the few distinct values.
+    sent = {(row.service, row.environment, row.endpoint) for row in rows}
+    services_sent = {service for service, _, _ in sent}
+    environments_sent = {environment for _, environment, _ in sent}
     services = _overflowing(project_id, Dimension.SERVICE, "", services_sent, limits)
     environments = _overflowing(project_id, Dimension.ENVIRONMENT, "", environments_sent, limits)
     if services or environments:
         rows = [_moved(row, services, environments) for row in rows]
+        sent = {(row.service, row.environment, row.endpoint) for row in rows}
     by_service: dict[str, set[str]] = {}
-    for row in rows:
-        by_service.setdefault(row.service, set()).add(row.endpoint)
+    for service, _, endpoint in sent:
+        by_service.setdefault(service, set()).add(endpoint)
     endpoints = {
         (service, endpoint)
         for service, names in by_service.items()

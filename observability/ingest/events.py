@@ -303,7 +303,7 @@ def to_row(
     folded_method = event.method if method == OTHER_METHOD else None
     attributes = bytes(event.attributes)
     check = _stored_attributes_memo if len(attributes) <= MEMO_MAX_BYTES else stored_attributes
-    attributes = check(attributes, folded_method)
+    attributes = check(attributes, folded_method, may_hold_nul)
     return _new_row((
         moment,
         project_id,
@@ -326,14 +326,43 @@ def to_row(
     ))  # fmt: skip
 
 
-def stored_attributes(attributes: bytes, folded_method: str | None = None) -> bytes:
+def stored_attributes(
+    attributes: bytes, folded_method: str | None = None, may_hold_nul: bool = True
+) -> bytes:
     """The attributes as stored (jsonb's wire form, see writer.jsonb_value): a JSON object
     within the limits, every value storable in jsonb. A method folded into `_OTHER`
-    (`folded_method`) is kept in them under its semantic key."""
+    (`folded_method`) is kept in them under its semantic key. `may_hold_nul=False`: the
+    body holds no escape \\u0000, so no value can hold a NUL character."""
     if attributes == b"{}" and folded_method is None:
         return _EMPTY_ATTRIBUTES
     if len(attributes) > MAX_ATTRIBUTES_BYTES:
         raise EventError("attributes", f"Must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON.")
+    # The common case: an object of plain values, decoded as such in one call. Only
+    # nested values, or a NUL character (sent as the escape \u0000), need a walk.
+    value = _flat_attributes(attributes)
+    if value is None or (may_hold_nul and b"\\u0000" in attributes):
+        value = _any_attributes(attributes)
+        _check_attribute_values(value)
+    elif len(value) > MAX_ATTRIBUTES:
+        raise EventError("attributes", f"Must have at most {MAX_ATTRIBUTES} keys.")
+    if folded_method not in (None, OTHER_METHOD):
+        value[ORIGINAL_METHOD_KEY] = folded_method
+        return jsonb_value(msgspec.json.encode(value))
+    return jsonb_value(attributes)
+
+
+_decode_flat_attributes = msgspec.json.Decoder(dict[str, str | int | float | bool | None]).decode
+
+
+def _flat_attributes(attributes: bytes) -> dict | None:
+    """The attributes if they are an object of plain values, else None."""
+    try:
+        return _decode_flat_attributes(attributes)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None  # nested, or not storable: _any_attributes tells which
+
+
+def _any_attributes(attributes: bytes) -> dict:
     try:
         value = msgspec.json.decode(attributes)
     except RecursionError as exc:
@@ -343,18 +372,7 @@ def stored_attributes(attributes: bytes, folded_method: str | None = None) -> by
         raise EventError("attributes", f"Is not storable JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise EventError("attributes", "Must be a JSON object.")
-    # The common case, checked on the bytes: no nested object or array (no second brace,
-    # no bracket, even inside strings) and no NUL (only sendable as the escape \u0000).
-    flat = attributes.count(b"{") == 1 and b"[" not in attributes
-    if flat and b"\\u0000" not in attributes:
-        if len(value) > MAX_ATTRIBUTES:
-            raise EventError("attributes", f"Must have at most {MAX_ATTRIBUTES} keys.")
-    else:
-        _check_attribute_values(value)
-    if folded_method not in (None, OTHER_METHOD):
-        value[ORIGINAL_METHOD_KEY] = folded_method
-        return jsonb_value(msgspec.json.encode(value))
-    return jsonb_value(attributes)
+    return value
 
 
 _EMPTY_ATTRIBUTES = jsonb_value(b"{}")

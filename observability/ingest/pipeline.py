@@ -228,7 +228,9 @@ def _store(
         _reject(result, door, indexes[position], EventError("", f"Cannot be stored: {reason}"))
     if strict and stored.unstorable:
         raise InvalidEvents(result.errors)
-    accepted = [row for n, row in enumerate(rows) if n not in stored.unstorable]
+    accepted = rows
+    if stored.unstorable:
+        accepted = [row for n, row in enumerate(rows) if n not in stored.unstorable]
     if new_group:
         # A new group is listed, counted, as soon as its batch is answered (and its
         # opening alerted on); a known group's counts follow within seconds (the job).
