@@ -148,6 +148,7 @@ POISON = {
     "a span id with a trailing newline": ({"span_id": "b" * 16 + "\n"}, "span_id"),
     "a NUL in the service": ({"service": "shop\x00"}, "service"),
     "a NUL in an attribute key": ({"attributes": {"k\x00": 1}}, "attributes"),
+    "a NUL in an attribute value": ({"attributes": {"k": "v\x00"}}, "attributes"),
 }
 RAW_POISON = {
     # Raw JSON texts the client sends: numbers and escapes a JSON library would refuse to
@@ -201,6 +202,25 @@ def test_a_poison_event_costs_only_itself_in_non_strict_mode(api, project, poiso
     assert (result["accepted"], result["rejected"]) == (2, 1)
     assert list(result["errors"]) == [f"events[1].{field}"]
     assert len(stored(project)) == 2
+
+
+def test_repeated_attributes_are_checked_for_every_event(api, project):
+    """Small attributes objects are remembered once checked (events.py): an invalid one
+    is refused each time it comes, and a folded method is kept whatever came before."""
+    good, bad = {"region": "eu"}, {"region": "eu\x00"}
+    events = [event_payload(attributes=attributes) for attributes in (good, bad, bad)]
+    events.append(event_payload(method="PURGE", attributes=good))
+
+    response = post_raw(api, "/api/v1/ingest/?strict=false", orjson.dumps(events))
+
+    result = response.json()
+    assert (result["accepted"], result["rejected"]) == (2, 2)
+    assert list(result["errors"]) == ["events[1].attributes", "events[2].attributes"]
+    rows = {row.method: row.attributes for row in stored(project)}
+    assert rows == {
+        "GET": {"region": "eu"},
+        "_OTHER": {"region": "eu", "http.request.method_original": "PURGE"},
+    }
 
 
 @pytest.mark.parametrize(("poison", "field"), POISON_CASES)
