@@ -9,7 +9,7 @@ PORT ?= 8000
 OPS_VENV ?= .venv-ops
 OPS_BIN := $(abspath $(OPS_VENV))/bin
 
-.PHONY: help venv ui-assets run test lint migrate shell clean-data bench-ingest bench-kpi bench-search bench-sketches bench-ui bench-replication bench-anomalies bench-alerts \
+.PHONY: help venv ui-assets run test lint migrate shell clean-data bench-ingest bench-ingest-instructions bench-kpi bench-search bench-sketches bench-ui bench-replication bench-anomalies bench-alerts \
 	ops-venv validate secrets certs cluster-config up down backup-up monitoring-up \
 	cluster-up cluster-down app-up backup-full backup-check deploy \
 	drill-baseline drill-primary-restore drill-failover drill-minio-outage \
@@ -55,6 +55,9 @@ shell: venv ## Django shell on the configured database
 
 bench-ingest: venv ## Ingest throughput vs raw COPY and the ORM (reports/bench/ingest.json)
 	$(PY) -m scripts.bench.ingest
+
+bench-ingest-instructions: venv ## Worker instructions per ingested event (callgrind), this code vs COMPARE=<checkout> (reports/bench/ingest_instructions.json)
+	$(PY) -m scripts.bench.ingest_instructions --compare-with "$(COMPARE)"
 
 bench-kpi: venv ## KPI latency on 10M rows vs raw SQL, refresh time, storage (reports/bench/kpi.json)
 	$(PY) -m scripts.bench.kpi
