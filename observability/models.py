@@ -107,9 +107,6 @@ class LoginThrottle(models.Model):
 
 
 class ApiKeyQuerySet(models.QuerySet):
-    def active(self) -> ApiKeyQuerySet:
-        return self.filter(revoked_at__isnull=True)
-
     def issue(self, project: Project, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
         """Create a key; the plaintext is returned here once and never stored."""
         key = self.model(project=project, name=name, scopes=sorted(set(scopes)))
@@ -128,9 +125,9 @@ class ApiKeyQuerySet(models.QuerySet):
         return key
 
     def _active_by_prefix(self, prefix: str) -> ApiKey | None:
-        """`self.active().select_related("project").filter(prefix=prefix).first()`, by
-        hand: this runs on every API request, and building and compiling that queryset
-        took most of the CPU of the lookup (0.6 of 1.0 ms; by hand, 0.2 ms)."""
+        """The unrevoked key with this prefix, its project loaded. SQL by hand: this runs
+        on every API request, and building and compiling the same ORM queryset took
+        most of the CPU of the lookup (0.6 of 1.0 ms; by hand, 0.2 ms)."""
         with connections[self.db].cursor() as cursor:  # the database the ORM would read
             cursor.execute(ACTIVE_KEY_BY_PREFIX, [prefix])
             found = cursor.fetchone()

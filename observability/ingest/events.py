@@ -333,8 +333,6 @@ def stored_attributes(
     within the limits, every value storable in jsonb. A method folded into `_OTHER`
     (`folded_method`) is kept in them under its semantic key. `may_hold_nul=False`: the
     body holds no escape \\u0000, so no value can hold a NUL character."""
-    if attributes == b"{}" and folded_method is None:
-        return _EMPTY_ATTRIBUTES
     if len(attributes) > MAX_ATTRIBUTES_BYTES:
         raise EventError("attributes", f"Must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON.")
     # The common case: an object of plain values, decoded as such in one call. Only
@@ -375,7 +373,6 @@ def _any_attributes(attributes: bytes) -> dict:
     return value
 
 
-_EMPTY_ATTRIBUTES = jsonb_value(b"{}")
 # Services send the same few small attributes objects again and again (a region, a
 # version): each is decoded and checked once per worker, not once per event. Invalid
 # ones raise, and are not remembered.

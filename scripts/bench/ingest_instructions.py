@@ -18,7 +18,6 @@ Writes reports/bench/ingest_instructions.json and prints it as the last line.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import re
 import shutil
 import subprocess
@@ -101,5 +100,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        main()
+    main()
